@@ -1,0 +1,69 @@
+# Thin targets: each does its own set-up on first use. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export AWS_DEFAULT_REGION ?= us-east-1
+export UV_PROJECT_ENVIRONMENT ?=
+
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+ML := .venv/bin
+CDK := .venv-cdk/bin
+
+.PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
+        lint demo demo-down bench synth
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+
+$(ML)/python: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --group ml --group dev
+	@touch $@
+
+$(CDK)/python: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv-cdk $(UV) sync --frozen --no-default-groups --group cdk --group dev
+	@touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+setup-ml: $(ML)/python
+setup-cdk: $(CDK)/python
+setup-node: node_modules/.package-lock.json
+setup: setup-ml setup-cdk setup-node ## Create both environments and install the CDK CLI, from the locks
+
+docker: ## Make sure a Docker engine runs (installs and starts one as root on Debian)
+	@bash scripts/docker-up.sh
+
+test: test-unit test-infra test-integration ## Run every test: unit, infra (CDK), integration (Docker, moto)
+
+test-unit: setup-ml
+	$(ML)/pytest tests/unit -q
+
+test-infra: setup-cdk setup-node
+	$(CDK)/pytest tests/infra -q
+
+test-integration: setup docker
+	$(ML)/pytest tests/integration -q
+
+lint: setup ## ruff and mypy on both sides
+	$(ML)/ruff check .
+	$(ML)/ruff format --check .
+	$(ML)/mypy mlops features pipelines training inference
+	$(CDK)/mypy infra app.py
+
+synth: setup-cdk setup-node ## Synthesize every environment's stacks
+	npx cdk synth --all --quiet
+
+demo: setup docker ## Run the whole loop locally
+	$(ML)/python -m mlops.demo
+
+demo-down: setup-ml ## Stop everything `make demo` started
+	$(ML)/python -m mlops.demo --down
+
+bench: setup docker ## Every benchmark, figures side by side with their peers
+	@echo "no benchmarks yet"

@@ -1,0 +1,1 @@
+"""Serving container: the HTTP server and the predictor."""

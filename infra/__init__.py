@@ -1,0 +1,1 @@
+"""CDK: typed settings, stacks and constructs."""

@@ -1,0 +1,1 @@
+"""MovieLens data layer: sources, normalized tables, validation and versioning."""

@@ -1,0 +1,1 @@
+"""Training container: the Keras recommender and its SageMaker entry point."""
