@@ -1,0 +1,161 @@
+"""The in-process predictor: top-K and rating prediction in NumPy from the saved towers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.model import ModelArtifacts
+
+
+@dataclass(frozen=True)
+class UserVector:
+    """A user's side of the score, and why it fell back to cold start (None when it did not)."""
+
+    vector: npt.NDArray[np.float32]
+    bias: float
+    fallback: str | None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended movie."""
+
+    movie_id: int
+    title: str
+    score: float
+
+
+class UnknownMovieError(ValueError):
+    """Movie ids that are not in the model's catalog."""
+
+    def __init__(self, movie_ids: list[int]) -> None:
+        self.movie_ids = movie_ids
+        super().__init__(f"movie ids not in the model's catalog: {movie_ids[:10]}")
+
+
+class Predictor:
+    """Scores users against the whole catalog; one instance per process, read-only after construction."""
+
+    def __init__(self, model: ModelArtifacts) -> None:
+        self.model = model
+        self.n_movies = len(model.movie_ids)
+        self._user_row = {int(u): i for i, u in enumerate(model.user_ids)}
+        self._movie_row = {int(m): i for i, m in enumerate(model.movie_ids)}
+        # Scores = movie_vectors @ uvec + movie_bias + user_bias + global_bias; fold the constant parts.
+        self._movie_vectors = model.movie_vectors
+        self._movie_bias = (model.movie_bias + np.float32(model.global_bias)).astype(np.float32)
+        self._inv_std = (1.0 / model.feature_std).astype(np.float32)
+        self._feature_names = model.feature_names
+        self._movie_id_list = [int(m) for m in model.movie_ids]
+        names = sorted({g for gs in model.genres for g in gs})
+        self.genres: tuple[str, ...] = tuple(names)
+        self._genre_mask = {g: np.array([g in gs for gs in model.genres], dtype=bool) for g in names}
+        self._zero_vector = np.zeros(model.movie_vectors.shape[1], np.float32)
+        # Rated catalog rows per user, sliced once: a dict lookup per request instead of a search.
+        r = model.rated
+        self._rated = {
+            int(u): r.movie_idx[r.indptr[i] : r.indptr[i + 1]] for i, u in enumerate(r.user_ids.tolist())
+        }
+        self._no_rows = np.zeros(0, np.int32)
+
+    def known_user(self, user_id: int) -> bool:
+        """Whether the model has an id embedding for this user."""
+        return user_id in self._user_row
+
+    def user_vector(
+        self, user_id: int, features: Mapping[str, object] | None, fallback: str | None
+    ) -> UserVector:
+        """The user's vector and bias from the id part and standardized features (missing: at the mean)."""
+        m = self.model
+        row = self._user_row.get(user_id)
+        if features is None:
+            # z = 0 (every feature at its mean): the feature part of the user side vanishes.
+            if row is None:
+                return UserVector(self._zero_vector, 0.0, fallback)
+            return UserVector(m.user_id_vectors[row], float(m.user_id_bias[row]), fallback)
+        raw = []
+        missing = False
+        for name in self._feature_names:
+            v = features.get(name)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                raw.append(float(v))
+            else:
+                # A missing feature sits at its training mean, i.e. z = 0.
+                raw.append(math.nan)
+                missing = True
+        z = (np.array(raw, np.float32) - m.feature_mean) * self._inv_std
+        if missing:
+            np.nan_to_num(z, copy=False, nan=0.0)
+            if fallback is None:
+                fallback = "missing_feature"
+        vec: npt.NDArray[np.float32] = (z @ m.user_feature_weights).astype(np.float32, copy=False)
+        bias = float(z @ m.user_feature_bias_weights)
+        if row is not None:
+            vec += m.user_id_vectors[row]
+            bias += float(m.user_id_bias[row])
+        return UserVector(vec, bias, fallback)
+
+    def scores(self, user: UserVector) -> npt.NDArray[np.float32]:
+        """Raw model scores of every catalog movie for this user, in catalog row order."""
+        out: npt.NDArray[np.float32] = self._movie_vectors @ user.vector
+        out += self._movie_bias
+        out += np.float32(user.bias)
+        return out
+
+    def top_k(
+        self,
+        user_id: int,
+        user: UserVector,
+        k: int,
+        include_rated: bool = False,
+        genres: Sequence[str] = (),
+    ) -> list[Recommendation]:
+        """The k best-scoring movies, best first; rated excluded unless asked; any of `genres` if given."""
+        s = self.scores(user)
+        if genres:
+            mask = self._genre_mask[genres[0]]
+            for g in genres[1:]:
+                mask = mask | self._genre_mask[g]
+            s[~mask] = -np.inf
+        if not include_rated:
+            s[self._rated.get(user_id, self._no_rows)] = -np.inf
+        n = self.n_movies
+        k = min(k, n)
+        if k < n:
+            part = np.argpartition(s, n - k)[n - k :]
+            best = part[np.argsort(s[part])[::-1]]
+        else:
+            best = np.argsort(s)[::-1]
+        titles, ids = self.model.titles, self._movie_id_list
+        out = []
+        for i, v in zip(best.tolist(), s[best].tolist(), strict=True):
+            if v == -math.inf:
+                break  # fewer candidates than k after filtering: return what there is
+            out.append(Recommendation(ids[i], titles[i], v))
+        return out
+
+    def predict(self, user: UserVector, movie_ids: Sequence[int]) -> list[float]:
+        """Predicted ratings, clipped to the model's rating range, in the order asked."""
+        rows = []
+        unknown = []
+        for mid in movie_ids:
+            r = self._movie_row.get(mid)
+            if r is None:
+                unknown.append(mid)
+            else:
+                rows.append(r)
+        if unknown:
+            raise UnknownMovieError(unknown)
+        idx = np.asarray(rows, dtype=np.int64)
+        raw = self._movie_vectors[idx] @ user.vector + self._movie_bias[idx] + np.float32(user.bias)
+        lo, hi = self.model.rating_range
+        return [float(x) for x in np.clip(raw, lo, hi)]
+
+    def unknown_movies(self, movie_ids: Sequence[int]) -> list[int]:
+        """The ids among `movie_ids` that are not in the catalog (empty when all are known)."""
+        return [m for m in movie_ids if m not in self._movie_row]
