@@ -7,7 +7,9 @@ import importlib
 import typer
 
 # (command name, module holding a Typer `app`). A module that is missing is a bug, not an option.
-_GROUPS: list[tuple[str, str]] = []
+_GROUPS: list[tuple[str, str]] = [
+    ("data", "mlops.data.cli"),
+]
 
 
 def groups() -> list[tuple[str, typer.Typer]]:
