@@ -1,1 +1,1 @@
-"""SageMaker pipeline definition (SDK 3.x) and the step scripts it runs."""
+"""The SageMaker training pipeline: settings, definition, step scripts, local run and registry."""

@@ -1,0 +1,185 @@
+"""The local stand-ins for AWS services: a moto server and an MLflow tracking server on 127.0.0.1.
+
+Each runs as a child process in its own process group; its pid, port and log are recorded in a
+state file under `mlops.paths.state_dir()` so `make demo-down` can stop what `make demo` started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mlops.paths import state_dir
+
+# Credentials moto accepts; never real ones.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class StandInError(RuntimeError):
+    """A stand-in could not start or answer."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A running stand-in."""
+
+    name: str
+    pid: int
+    port: int
+    log: str
+
+    @property
+    def url(self) -> str:
+        """Its base URL on 127.0.0.1."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _state_file() -> Path:
+    return state_dir() / "standins.json"
+
+
+def recorded() -> dict[str, Service]:
+    """The stand-ins recorded in the state file (possibly no longer running)."""
+    path = _state_file()
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {name: Service(**entry) for name, entry in raw.items()}
+
+
+def _record(services: dict[str, Service]) -> None:
+    path = _state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({n: asdict(s) for n, s in services.items()}, indent=2, sort_keys=True))
+
+
+def alive(service: Service) -> bool:
+    """True when the process still runs and its port answers HTTP."""
+    try:
+        os.kill(service.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        urllib.request.urlopen(service.url, timeout=2)  # noqa: S310 (http on 127.0.0.1 only)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _wait_until_up(service: Service, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = Path(service.log).read_text(errors="replace")[-2000:]
+            raise StandInError(
+                f"{service.name} exited with code {process.returncode}; log {service.log}:\n{tail}"
+            )
+        if alive(service):
+            return
+        time.sleep(0.3)
+    stop(service)
+    raise StandInError(
+        f"{service.name} did not answer on {service.url} within {timeout:.0f}s; log {service.log}"
+    )
+
+
+def _spawn(
+    name: str, command: list[str], port: int, timeout: float, env: dict[str, str] | None = None
+) -> Service:
+    logs = state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() ends its children too
+            env={**os.environ, **(env or {})},
+        )
+    service = Service(name=name, pid=process.pid, port=port, log=str(log))
+    _wait_until_up(service, process, timeout)
+    return service
+
+
+def start_moto(port: int | None = None, *, record: bool = True) -> Service:
+    """Start `moto_server` on 127.0.0.1 (a free port unless given)."""
+    port = port or free_port()
+    service = _spawn(
+        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, timeout=60
+    )
+    if record:
+        _record({**recorded(), "moto": service})
+    return service
+
+
+def start_mlflow(port: int | None = None, *, record: bool = True) -> Service:
+    """Start an MLflow tracking server on 127.0.0.1, its store under the state dir."""
+    port = port or free_port()
+    store = state_dir() / "mlflow"
+    (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [
+        str(mlflow), "server",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"),
+        "--workers", "1",
+    ]  # fmt: skip
+    service = _spawn("mlflow", command, port, timeout=120)
+    if record:
+        _record({**recorded(), "mlflow": service})
+    return service
+
+
+def stop(service: Service) -> bool:
+    """Stop a stand-in and its children; True when something was running."""
+    try:
+        os.killpg(service.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(service.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(service.pid, signal.SIGKILL)
+    return True
+
+
+def stop_recorded(names: list[str] | None = None) -> list[str]:
+    """Stop the recorded stand-ins (all, or those named); return the names stopped."""
+    services = recorded()
+    stopped = []
+    for name in list(services):
+        if names is not None and name not in names:
+            continue
+        if stop(services.pop(name)):
+            stopped.append(name)
+    _record(services)
+    return stopped
+
+
+def aws_environment(moto: Service, region: str = "us-east-1") -> dict[str, str]:
+    """Environment variables that point boto3 and the SageMaker SDK at the moto server."""
+    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto.url, "AWS_DEFAULT_REGION": region}

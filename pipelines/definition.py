@@ -1,0 +1,414 @@
+"""The SageMaker Pipeline (SDK 3.x): Prepare -> Train -> Evaluate -> Condition -> Register | Fail.
+
+Built from `PipelineSettings` alone, with no AWS call and no network, so the CDK app embeds the
+very same JSON. Step code is baked into the ML image (`python -m pipelines.steps.<step>`), so
+nothing is uploaded and two builds give byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.settings import PipelineSettings
+
+# The SDK makes boto clients at import time and validates roles with IAM unless told not to.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+
+PREPARE = "Prepare"
+TRAIN = "Train"
+EVALUATE = "Evaluate"
+CHECK = "CheckQuality"
+REGISTER = "Register"
+FAIL = "RejectModel"
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+EVALUATION_FILE = "evaluation.json"
+
+# Inside the processing containers (SageMaker's /opt/ml/processing convention).
+PROCESSING_ROOT = "/opt/ml/processing"
+PREPARE_OUTPUTS = ("train", "validation", "test", "catalog", "features", "baseline", "feature_store")
+TRAINING_CHANNELS = ("train", "validation", "catalog", "features")
+
+# JSON paths into evaluation.json, shared by the Condition, the Fail message and the registry.
+RMSE = "regression_metrics.rmse.value"
+HIT_RATE = "ranking_metrics.hit_rate_at_10.value"
+BASELINE_RMSE = "baselines.rating.rmse"
+BASELINE_HIT_RATE = "baselines.popularity.hit_rate_at_10"
+MLFLOW_RUN_ID = "lineage.mlflow_run_id"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The pipeline's parameters, each overridable per execution."""
+
+    input_data_uri: Any
+    dataset: Any
+    dataset_version: Any
+    git_commit: Any
+    processing_instance_type: Any
+    processing_instance_count: Any
+    training_instance_type: Any
+    training_instance_count: Any
+    max_rmse: Any
+    min_hit_rate_at_10: Any
+    approval_status: Any
+
+    def all(self) -> list[Any]:
+        """Every parameter, in declaration order."""
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+
+def parameters(settings: PipelineSettings) -> Parameters:
+    """The pipeline parameters, with the settings' values as defaults."""
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+    return Parameters(
+        input_data_uri=ParameterString("InputDataUri", default_value=settings.default_input_uri),
+        dataset=ParameterString(
+            "DatasetName", default_value=settings.dataset, enum_values=["ml-100k", "ml-1m"]
+        ),
+        dataset_version=ParameterString("DatasetVersion", default_value=settings.dataset_version),
+        git_commit=ParameterString("GitCommit", default_value=settings.git_commit),
+        processing_instance_type=ParameterString(
+            "ProcessingInstanceType", default_value=settings.processing_instance_type
+        ),
+        processing_instance_count=ParameterInteger(
+            "ProcessingInstanceCount", default_value=settings.processing_instance_count
+        ),
+        training_instance_type=ParameterString(
+            "TrainingInstanceType", default_value=settings.training_instance_type
+        ),
+        training_instance_count=ParameterInteger(
+            "TrainingInstanceCount", default_value=settings.training_instance_count
+        ),
+        max_rmse=ParameterFloat("MaxRmse", default_value=settings.thresholds.max_rmse),
+        min_hit_rate_at_10=ParameterFloat(
+            "MinHitRateAt10", default_value=settings.thresholds.min_hit_rate_at_10
+        ),
+        approval_status=ParameterString(
+            "ModelApprovalStatus",
+            default_value=settings.approval_status,
+            enum_values=["PendingManualApproval", "Approved", "Rejected"],
+        ),
+    )
+
+
+def offline_session(settings: PipelineSettings) -> Any:
+    """A PipelineSession that captures step arguments and never calls AWS."""
+    import boto3
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+
+    class _OfflinePipelineSession(PipelineSession):  # type: ignore[misc]
+        """PipelineSession whose default bucket is the configured one, without probing S3."""
+
+        def default_bucket(self) -> str:
+            return settings.bucket
+
+    # Credentials are never used (no call is made) but botocore wants some to build clients.
+    boto_session = boto3.Session(
+        region_name=settings.region,
+        aws_access_key_id="offline",
+        aws_secret_access_key="offline",  # noqa: S106
+    )
+    return _OfflinePipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+
+
+def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> Any:
+    """A per-dataset-version S3 prefix: the same inputs give the same paths, so caching holds."""
+    from sagemaker.core.workflow.functions import Join
+
+    return Join(
+        on="/",
+        values=[
+            settings.artifact_uri(settings.pipeline_name),
+            params.dataset,
+            params.dataset_version,
+            *parts,
+        ],
+    )
+
+
+def _processing_input(name: str, source: Any, destination: str) -> Any:
+    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
+
+    return ProcessingInput(
+        input_name=name,
+        s3_input=ProcessingS3Input(
+            s3_uri=source, s3_data_type="S3Prefix", local_path=destination, s3_input_mode="File"
+        ),
+    )
+
+
+def _processing_output(name: str, destination: Any) -> Any:
+    from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
+
+    return ProcessingOutput(
+        output_name=name,
+        s3_output=ProcessingS3Output(
+            s3_uri=destination,
+            s3_upload_mode="EndOfJob",
+            local_path=f"{PROCESSING_ROOT}/output/{name}",
+        ),
+    )
+
+
+def _processor(settings: PipelineSettings, params: Parameters, session: Any, step: str) -> Any:
+    from sagemaker.core.processing import Processor
+
+    return Processor(
+        role=settings.role_arn,
+        image_uri=settings.training_image_uri,
+        instance_count=params.processing_instance_count,
+        instance_type=params.processing_instance_type,
+        entrypoint=["python", "-m", f"pipelines.steps.{step}"],
+        base_job_name=f"{settings.pipeline_name}-{step}",
+        env={"AWS_DEFAULT_REGION": settings.region, "PYTHONUNBUFFERED": "1"},
+        sagemaker_session=session,
+    )
+
+
+def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, register: bool = True) -> Any:
+    """Build the Pipeline. `register=False` leaves out the ModelStep (local mode cannot run it)."""
+    from sagemaker.core.workflow.conditions import (
+        ConditionGreaterThan,
+        ConditionGreaterThanOrEqualTo,
+        ConditionLessThan,
+        ConditionLessThanOrEqualTo,
+    )
+    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow import (
+        CacheConfig,
+        ConditionStep,
+        FailStep,
+        Pipeline,
+        ProcessingStep,
+        TrainingStep,
+    )
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+
+    session = session if session is not None else offline_session(settings)
+    params = parameters(settings)
+    cache = CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after)
+
+    # Prepare: validate raw data, features, splits, drift baseline, feature store ingestion.
+    prepare_outputs = [
+        _processing_output(name, _s3_prefix(settings, params, "prepare", name)) for name in PREPARE_OUTPUTS
+    ]
+    prepare_args = _processor(settings, params, session, "prepare").run(
+        inputs=[_processing_input("raw", params.input_data_uri, f"{PROCESSING_ROOT}/input/raw")],
+        outputs=prepare_outputs,
+        arguments=[
+            "--dataset", params.dataset,
+            "--dataset-version", params.dataset_version,
+            "--split-seed", str(settings.split_seed),
+            "--feature-store", settings.feature_store,
+            "--user-feature-group", settings.user_feature_group,
+            "--movie-feature-group", settings.movie_feature_group,
+        ],
+    )  # fmt: skip
+    prepare = ProcessingStep(
+        name=PREPARE,
+        step_args=prepare_args,
+        display_name="Prepare data",
+        description=(
+            "Validate the raw MovieLens files (any rejected row fails the step with the report), "
+            "compute user and movie features, write train/validation/test splits and drift "
+            "baseline statistics, and ingest the features into the feature store."
+        ),
+        cache_config=cache,
+    )
+
+    def prepared(name: str) -> Any:
+        return prepare.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+    # Train: the ML image's training entry point, on the channels of contract section 5.
+    hyperparameters: dict[str, Any] = dict(settings.hyperparameters)
+    hyperparameters.update(dataset=params.dataset, dataset_version=params.dataset_version)
+    environment: dict[str, Any] = {"GIT_COMMIT": params.git_commit}
+    if settings.mlflow_tracking_uri:
+        environment["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    trainer = ModelTrainer(
+        training_image=settings.training_image_uri,
+        role=settings.role_arn,
+        compute=Compute(
+            instance_type=params.training_instance_type, instance_count=params.training_instance_count
+        ),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=4 * 3600),
+        hyperparameters=hyperparameters,
+        environment=environment,
+        output_data_config=OutputDataConfig(
+            s3_output_path=settings.artifact_uri(settings.pipeline_name, "models")
+        ),
+        base_job_name=f"{settings.pipeline_name}-train",
+        sagemaker_session=session,
+    )
+    train = TrainingStep(
+        name=TRAIN,
+        step_args=trainer.train(
+            input_data_config=[
+                InputData(channel_name=channel, data_source=prepared(channel))
+                for channel in TRAINING_CHANNELS
+            ],
+            wait=False,
+        ),
+        display_name="Train recommender",
+        description="Train the TensorFlow two-tower recommender in the ML image; tracked in MLflow.",
+        cache_config=cache,
+    )
+
+    # Evaluate: model vs baselines on the test split, into evaluation.json (a PropertyFile).
+    evaluation = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE)
+    evaluate_args = _processor(settings, params, session, "evaluate").run(
+        inputs=[
+            _processing_input(
+                "model", train.properties.ModelArtifacts.S3ModelArtifacts, f"{PROCESSING_ROOT}/input/model"
+            ),
+            *(
+                _processing_input(name, prepared(name), f"{PROCESSING_ROOT}/input/{name}")
+                for name in ("train", "test", "features")
+            ),
+        ],
+        outputs=[
+            _processing_output(
+                "evaluation",
+                _s3_prefix(settings, params, "evaluate", train.properties.TrainingJobName),
+            )
+        ],
+        arguments=["--git-commit", params.git_commit],
+    )
+    evaluate = ProcessingStep(
+        name=EVALUATE,
+        step_args=evaluate_args,
+        property_files=[evaluation],
+        display_name="Evaluate model and baselines",
+        description=(
+            "Rating (RMSE, MAE) and ranking (HitRate@10, NDCG@10) metrics of the model, of a "
+            "rating baseline and of the popularity baseline on the test split."
+        ),
+        cache_config=cache,
+    )
+
+    def metric(path: str) -> Any:
+        return JsonGet(step_name=EVALUATE, property_file=evaluation, json_path=path)
+
+    conditions = [
+        ConditionLessThanOrEqualTo(left=metric(RMSE), right=params.max_rmse),
+        ConditionLessThan(left=metric(RMSE), right=metric(BASELINE_RMSE)),
+        ConditionGreaterThanOrEqualTo(left=metric(HIT_RATE), right=params.min_hit_rate_at_10),
+        ConditionGreaterThan(left=metric(HIT_RATE), right=metric(BASELINE_HIT_RATE)),
+    ]
+    fail = FailStep(
+        name=FAIL,
+        display_name="Reject model",
+        description="The model missed a quality threshold or did not beat its baselines.",
+        error_message=Join(
+            on="",
+            values=[
+                "Model rejected: test rmse=", metric(RMSE),
+                " (must be <= MaxRmse=", params.max_rmse,
+                " and < rating baseline rmse=", metric(BASELINE_RMSE),
+                "); test hit_rate_at_10=", metric(HIT_RATE),
+                " (must be >= MinHitRateAt10=", params.min_hit_rate_at_10,
+                " and > popularity hit_rate_at_10=", metric(BASELINE_HIT_RATE),
+                "). Evaluation report: ", evaluation_uri(evaluate),
+            ],
+        ),
+    )  # fmt: skip
+
+    if_steps: list[Any] = []
+    if register:
+        if_steps.append(_register_step(settings, params, session, train, evaluate, metric))
+    check = ConditionStep(
+        name=CHECK,
+        display_name="Check quality",
+        description=(
+            "Register only a model within the MaxRmse / MinHitRateAt10 thresholds that beats the "
+            "rating baseline's RMSE and the popularity baseline's HitRate@10."
+        ),
+        conditions=conditions,
+        if_steps=if_steps,
+        else_steps=[fail],
+    )
+    return Pipeline(
+        name=settings.pipeline_name,
+        parameters=params.all(),
+        steps=[prepare, train, evaluate, check],
+        sagemaker_session=session,
+    )
+
+
+def evaluation_uri(evaluate: Any) -> Any:
+    """The S3 URI of evaluate's evaluation.json, as a pipeline expression."""
+    from sagemaker.core.workflow.functions import Join
+
+    return Join(
+        on="/",
+        values=[
+            evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+            EVALUATION_FILE,
+        ],
+    )
+
+
+def _register_step(
+    settings: PipelineSettings, params: Parameters, session: Any, train: Any, evaluate: Any, metric: Any
+) -> Any:
+    """The ModelStep registering the model package, with metrics and lineage (shared with local)."""
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.mlops.workflow import ModelStep
+    from sagemaker.serve.model_builder import ModelBuilder
+
+    from pipelines import registry
+
+    builder = ModelBuilder(
+        image_uri=settings.serving_image_uri,
+        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+        role_arn=settings.role_arn,
+        sagemaker_session=session,
+    )
+    lineage = registry.Lineage(
+        dataset=params.dataset,
+        dataset_version=params.dataset_version,
+        git_commit=params.git_commit,
+        mlflow_run_id=metric(MLFLOW_RUN_ID),
+        pipeline_execution=ExecutionVariables.PIPELINE_EXECUTION_ARN,
+    )
+    register_args = builder.register(
+        model_package_group_name=settings.model_package_group_name,
+        approval_status=params.approval_status,
+        content_types=list(registry.CONTENT_TYPES),
+        response_types=list(registry.CONTENT_TYPES),
+        inference_instances=[settings.inference_instance_type],
+        transform_instances=[settings.inference_instance_type],
+        model_metrics=registry.sdk_model_metrics(evaluation_uri(evaluate)),
+        metadata_properties=registry.sdk_metadata_properties(lineage),
+        customer_metadata_properties={
+            **lineage.as_metadata(),
+            **{key: metric(f"{registry.REGISTRY_SECTION}.{key}") for key in registry.METRIC_KEYS},
+        },
+    )
+    return ModelStep(
+        name=REGISTER,
+        step_args=register_args,
+        display_name="Register model",
+        description=(
+            "Register the model package in the model package group, pending manual approval, with "
+            "its evaluation metrics and lineage (dataset version, git commit, MLflow run, execution)."
+        ),
+    )
+
+
+def definition_json(settings: PipelineSettings) -> str:
+    """The pipeline definition as JSON: byte-identical for identical settings."""
+    import json
+    import logging
+
+    # The SDK logs a warning per popped job name on every build; they say nothing actionable.
+    logging.getLogger("sagemaker.core.workflow.utilities").setLevel(logging.ERROR)
+    logging.getLogger("sagemaker.mlops.workflow.model_step").setLevel(logging.ERROR)
+    raw = build_pipeline(settings).definition()
+    return json.dumps(json.loads(raw), indent=2, sort_keys=True) + "\n"

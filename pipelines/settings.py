@@ -1,0 +1,196 @@
+"""Typed, validated settings of the training pipeline: everything the definition is built from."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+
+# A CloudFormation substitution such as "${RoleArn}": the infra stack builds the definition with
+# these in place of values it only knows at deploy time, and Fn::Sub resolves them.
+_CFN_SUB = re.compile(r"^\$\{[A-Za-z0-9_.:]+\}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_INSTANCE = re.compile(r"^(local|ml\.[a-z0-9]+\.[a-z0-9]+)$")
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def _placeholder(value: str) -> bool:
+    return bool(_CFN_SUB.match(value))
+
+
+class Thresholds(BaseModel):
+    """Quality gates a model must pass to be registered (besides beating the baselines)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rmse: float = Field(1.0, gt=0.0, le=4.0, description="Highest test RMSE accepted.")
+    min_hit_rate_at_10: float = Field(0.0, ge=0.0, le=1.0, description="Lowest test HitRate@10 accepted.")
+
+
+class PipelineSettings(BaseModel):
+    """Everything the pipeline definition depends on; building it makes no AWS call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline_name: str = "mlops-movielens-training"
+    region: str = "us-east-1"
+    role_arn: str = "arn:aws:iam::123456789012:role/mlops-sagemaker-execution"
+    bucket: str = "mlops-movielens-artifacts"
+    # Prefix under the bucket for every step's outputs; execution id is appended at run time.
+    artifact_prefix: str = "pipelines"
+    training_image_uri: str = "mlops-training:latest"
+    serving_image_uri: str = "mlops-serving:latest"
+    model_package_group_name: str = "mlops-movielens"
+    dataset: Literal["ml-100k", "ml-1m"] = "ml-100k"
+    input_data_uri: str = ""
+    dataset_version: str = "unversioned"
+    git_commit: str = "unknown"
+    processing_instance_type: str = "ml.m5.xlarge"
+    processing_instance_count: int = Field(1, ge=1, le=1)
+    training_instance_type: str = "ml.m5.xlarge"
+    training_instance_count: int = Field(1, ge=1, le=16)
+    inference_instance_type: str = "ml.m5.large"
+    thresholds: Thresholds = Field(default_factory=lambda: Thresholds.model_validate({}))
+    approval_status: str = "PendingManualApproval"
+    # "feast": Prepare writes a materialized Feast repo as a step output (local runs);
+    # "sagemaker": Prepare calls PutRecord on the feature groups (AWS); "none": skip ingestion.
+    feature_store: Literal["feast", "sagemaker", "none"] = "sagemaker"
+    user_feature_group: str = "mlops-movielens-user-features"
+    movie_feature_group: str = "mlops-movielens-movie-features"
+    mlflow_tracking_uri: str = ""
+    hyperparameters: dict[str, str] = Field(default_factory=lambda: {"epochs": "10", "seed": "42"})
+    split_seed: int = 42
+    cache_expire_after: str = "P30D"
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not (_ROLE_ARN.match(value) or _placeholder(value)):
+            raise ValueError(
+                f"role_arn {value!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>); "
+                "give the SageMaker execution role's full ARN"
+            )
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not (_BUCKET.match(value) or _placeholder(value)):
+            raise ValueError(
+                f"bucket {value!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-'); "
+                "give the bucket name alone, without s3://"
+            )
+        return value
+
+    @field_validator("pipeline_name", "model_package_group_name")
+    @classmethod
+    def _sagemaker_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"name {value!r} is not a SageMaker resource name "
+                "(1-63 letters, digits and hyphens, starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("processing_instance_type", "training_instance_type", "inference_instance_type")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if not _INSTANCE.match(value):
+            raise ValueError(
+                f"instance type {value!r} is neither 'local' nor an ml.* type such as ml.m5.xlarge"
+            )
+        return value
+
+    @field_validator("approval_status")
+    @classmethod
+    def _approval(cls, value: str) -> str:
+        if value not in APPROVAL_STATUSES:
+            raise ValueError(f"approval_status {value!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+        return value
+
+    @field_validator("input_data_uri")
+    @classmethod
+    def _input(cls, value: str) -> str:
+        if value and not (value.startswith("s3://") or _placeholder(value)):
+            raise ValueError(
+                f"input_data_uri {value!r} is not an s3:// URI; pipeline steps read only from S3 "
+                "(upload the raw files first, e.g. `mlops pipeline run --local` does it for you)"
+            )
+        return value
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = {"dataset", "dataset_version"} & value.keys()
+        if reserved:
+            raise ValueError(
+                f"hyperparameters {sorted(reserved)} are set by the pipeline from its DatasetName and "
+                "DatasetVersion parameters; remove them from the settings"
+            )
+        return dict(sorted(value.items()))
+
+    @model_validator(mode="after")
+    def _local_consistency(self) -> PipelineSettings:
+        local = {
+            "processing_instance_type": self.processing_instance_type == "local",
+            "training_instance_type": self.training_instance_type == "local",
+        }
+        if any(local.values()) and not all(local.values()):
+            raise ValueError(
+                f"instance types mix 'local' and ml.* ({local}); a pipeline runs either entirely "
+                "in local mode or entirely in SageMaker"
+            )
+        if all(local.values()) and self.feature_store == "sagemaker":
+            raise ValueError(
+                "feature_store 'sagemaker' cannot run in local mode: moto has no Feature Store "
+                "runtime; use feature_store='feast' for local runs"
+            )
+        return self
+
+    @property
+    def default_input_uri(self) -> str:
+        """Where the raw data is read from when the InputDataUri parameter is not given."""
+        return self.input_data_uri or f"s3://{self.bucket}/raw/{self.dataset}/"
+
+    @property
+    def is_local(self) -> bool:
+        """True when the steps run in SageMaker local mode (Docker on this machine)."""
+        return self.training_instance_type == "local"
+
+    def artifact_uri(self, *parts: str) -> str:
+        """An S3 URI under the pipeline's artifact prefix."""
+        return "/".join([f"s3://{self.bucket}", self.artifact_prefix, *parts])
+
+
+def load_settings(path: Path | None, **overrides: object) -> PipelineSettings:
+    """Settings from a JSON file (optional) plus overrides; errors name the file and the field."""
+    import json
+
+    from pydantic import ValidationError
+
+    raw: dict[str, object] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = json.loads(path.read_text())
+        except FileNotFoundError as error:
+            raise ValueError(f"settings file {path} does not exist; pass an existing JSON file") from error
+        except json.JSONDecodeError as error:
+            raise ValueError(f"settings file {path} is not valid JSON: {error}") from error
+        if not isinstance(loaded, dict):
+            raise ValueError(f"settings file {path} holds {type(loaded).__name__}, expected a JSON object")
+        raw.update(loaded)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return PipelineSettings.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise ValueError(f"invalid pipeline settings from {source}: {problems}") from error

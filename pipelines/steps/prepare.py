@@ -1,0 +1,216 @@
+"""Prepare step: validate the raw files, split, compute features, baseline statistics, ingest.
+
+Runs in the ML image as a SageMaker processing job. Any rejected row fails the step: the full
+validation report goes to stderr (the job log) and its summary to /opt/ml/output/message, which
+SageMaker shows as the job's failure reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path("/opt/ml/processing")
+FAILURE_FILE = Path("/opt/ml/output/message")
+SPLIT = (0.8, 0.1, 0.1)
+HISTOGRAM_BINS = 10
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+
+class PrepareError(RuntimeError):
+    """The raw data cannot be used; the message says why and what to do."""
+
+
+def validate_raw(
+    raw_dir: Path, dataset: str, expected_version: str
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Validate the raw files with the data layer's validator; refuse any rejection."""
+    from mlops.data.schema import dataset_spec
+    from mlops.data.store import Policy, build_report
+    from mlops.data.validate import validate_dataset
+    from mlops.data.versioning import dir_md5
+
+    spec = dataset_spec(dataset)
+    if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
+        raise PrepareError(
+            f"no raw files under {raw_dir}: "
+            f"check that the InputDataUri parameter points at the raw {dataset} files"
+        )
+    version = dir_md5(raw_dir)
+    files = {f.name: (raw_dir / f.name).read_bytes() for f in spec.files if (raw_dir / f.name).is_file()}
+    result = validate_dataset(spec, files)
+    report = build_report(spec, result, version, Policy.FAIL)
+    if not result.ok:
+        raise PrepareError(
+            f"validation rejected {report['rejected_all_tables']} row(s) of {dataset} "
+            f"(reasons {report['reasons']}, file errors {[e['message'] for e in report['file_errors']]}); "
+            f"fix or re-fetch the raw data. Report: {json.dumps(report, sort_keys=True)}"
+        )
+    if expected_version not in ("", "unversioned") and expected_version != version:
+        raise PrepareError(
+            f"DatasetVersion parameter {expected_version!r} does not match the raw data's content hash "
+            f"{version!r}: start the pipeline with DatasetVersion={version} "
+            "or point InputDataUri at that version"
+        )
+    return result.tables, report
+
+
+def split_ratings(ratings: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
+    """Seeded random 80/10/10 split of the ratings into train, validation and test."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ratings))
+    n_train = int(len(ratings) * SPLIT[0])
+    n_validation = int(len(ratings) * SPLIT[1])
+    parts = {
+        "train": order[:n_train],
+        "validation": order[n_train : n_train + n_validation],
+        "test": order[n_train + n_validation :],
+    }
+    return {name: ratings.iloc[np.sort(idx)].reset_index(drop=True) for name, idx in parts.items()}
+
+
+def baseline_statistics(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Per numeric column: count, nulls, mean, std, quantiles and a histogram (drift baseline)."""
+    out: dict[str, Any] = {}
+    for table, frame in frames.items():
+        columns: dict[str, Any] = {}
+        for column in frame.columns:
+            series = frame[column]
+            if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+                continue
+            values = series.dropna().to_numpy(dtype=np.float64)
+            entry: dict[str, Any] = {"count": int(series.size), "nulls": int(series.isna().sum())}
+            if values.size:
+                counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+                entry.update(
+                    mean=float(values.mean()),
+                    std=float(values.std()),
+                    quantiles={
+                        str(q): float(v)
+                        for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
+                    },
+                    histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+                )
+            columns[column] = entry
+        out[table] = {"rows": len(frame), "columns": columns}
+    return out
+
+
+def ingest_sagemaker(
+    features: dict[str, pd.DataFrame], groups: dict[str, str], region: str
+) -> dict[str, Any]:
+    """PutRecord every feature row into its SageMaker feature group (online + offline store)."""
+    import boto3
+
+    from features.definition import feature_view
+    from features.sagemaker import to_record
+
+    client = boto3.client("sagemaker-featurestore-runtime", region_name=region)
+    counts: dict[str, int] = {}
+    for view_name, frame in features.items():
+        view = feature_view(view_name)
+        group = groups[view_name]
+        for row in frame.to_dict(orient="records"):
+            client.put_record(FeatureGroupName=group, Record=to_record(view, row))  # type: ignore[arg-type]
+        counts[group] = len(frame)
+    return {"store": "sagemaker", "records": counts}
+
+
+def write_parquet(table: str, frame: pd.DataFrame, path: Path) -> None:
+    """Write one table as Parquet, with the contract's types for the data layer's tables."""
+    from mlops.data.tables import TABLE_NAMES, write_table
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if table in TABLE_NAMES:
+        write_table(table, frame, path)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def prepare(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
+    """Run the whole step with inputs and outputs under `root`; return its summary."""
+    from features.compute import movie_features, user_features
+
+    out = root / "output"
+    tables, report = validate_raw(root / "input" / "raw", args.dataset, args.dataset_version)
+    splits = split_ratings(tables["ratings"], args.split_seed)
+    for name, frame in splits.items():
+        write_parquet("ratings", frame, out / name / "ratings.parquet")
+    write_parquet("movies", tables["movies"], out / "catalog" / "movies.parquet")
+    write_parquet("users", tables["users"], out / "catalog" / "users.parquet")
+    # Features from training ratings only, as of just after the last one: nothing from the
+    # validation or test ratings leaks into what the model or the evaluation sees.
+    features = {
+        "user_features": user_features(splits["train"], tables["movies"]),
+        "movie_features": movie_features(splits["train"], tables["movies"]),
+    }
+    for name, frame in features.items():
+        write_parquet(name, frame, out / "features" / f"{name}.parquet")
+    statistics = baseline_statistics({"train_ratings": splits["train"], **features})
+    (out / "baseline").mkdir(parents=True, exist_ok=True)
+    (out / "baseline" / "statistics.json").write_text(json.dumps(statistics, indent=2, sort_keys=True))
+    if args.feature_store == "sagemaker":
+        ingestion = ingest_sagemaker(
+            features,
+            {"user_features": args.user_feature_group, "movie_features": args.movie_feature_group},
+            args.region,
+        )
+    else:
+        # Local runs: the ML image has no Feast; the host loads these Parquet files into Feast.
+        ingestion = {"store": args.feature_store, "records": {k: len(v) for k, v in features.items()}}
+    summary = {
+        "dataset": args.dataset,
+        "dataset_version": report["version"],
+        "validation": {k: report[k] for k in ("rows_in", "accepted", "rejected", "counts")},
+        "splits": {k: len(v) for k, v in splits.items()},
+        "features": {k: len(v) for k, v in features.items()},
+        "ingestion": ingestion,
+    }
+    (out / "feature_store").mkdir(parents=True, exist_ok=True)
+    (out / "feature_store" / "ingestion.json").write_text(json.dumps(ingestion, indent=2, sort_keys=True))
+    (out / "baseline" / "prepare.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The step's arguments, as the pipeline definition passes them."""
+    import os
+
+    parser = argparse.ArgumentParser(prog="pipelines.steps.prepare")
+    parser.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m"])
+    parser.add_argument("--dataset-version", default="")
+    parser.add_argument("--split-seed", type=int, default=42)
+    parser.add_argument("--feature-store", choices=["sagemaker", "feast", "none"], default="none")
+    parser.add_argument("--user-feature-group", default="")
+    parser.add_argument("--movie-feature-group", default="")
+    parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 with a summary on stdout, or 1 with the reason in the failure file."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        summary = prepare(args)
+    except Exception as error:
+        message = f"Prepare failed: {error}"
+        print(message, file=sys.stderr)
+        try:
+            FAILURE_FILE.parent.mkdir(parents=True, exist_ok=True)
+            # SageMaker keeps the first 1 KiB or so as FailureReason; the full text is in the log.
+            FAILURE_FILE.write_text(message[:1000])
+        except OSError:
+            pass
+        return 1
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

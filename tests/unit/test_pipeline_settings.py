@@ -1,0 +1,70 @@
+"""Pipeline settings: defaults are valid, bad values are refused with a message naming them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipelines.settings import PipelineSettings, load_settings
+
+
+def test_defaults_are_valid() -> None:
+    s = PipelineSettings()
+    assert s.default_input_uri == "s3://mlops-movielens-artifacts/raw/ml-100k/"
+    assert not s.is_local
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("role_arn", "my-role", "not an IAM role ARN"),
+        ("bucket", "s3://bucket", "not an S3 bucket name"),
+        ("approval_status", "Maybe", "Maybe"),
+        ("processing_instance_type", "m5.xlarge", "m5.xlarge"),
+        ("input_data_uri", "/tmp/raw", "not an s3:// URI"),
+        ("pipeline_name", "bad name!", "bad name!"),
+        ("hyperparameters", {"dataset_version": "x"}, "DatasetVersion"),
+        ("unknown_field", 1, "unknown_field"),
+    ],
+)
+def test_bad_values_are_named(field: str, value: object, needle: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PipelineSettings.model_validate({field: value})
+    assert needle in str(info.value)
+
+
+def test_cloudformation_placeholders_are_accepted() -> None:
+    s = PipelineSettings(role_arn="${RoleArn}", bucket="${ArtifactBucket}")
+    assert s.role_arn == "${RoleArn}"
+
+
+def test_thresholds_are_bounded() -> None:
+    with pytest.raises(ValidationError, match="min_hit_rate_at_10"):
+        PipelineSettings.model_validate({"thresholds": {"min_hit_rate_at_10": 1.5}})
+
+
+def test_local_and_cloud_instances_do_not_mix() -> None:
+    with pytest.raises(ValidationError, match="mix 'local'"):
+        PipelineSettings(processing_instance_type="local", feature_store="feast")
+
+
+def test_sagemaker_feature_store_refused_locally() -> None:
+    with pytest.raises(ValidationError, match="feast"):
+        PipelineSettings(processing_instance_type="local", training_instance_type="local")
+
+
+def test_load_settings_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"bucket": "Bad_Bucket"}))
+    with pytest.raises(ValueError, match=r"s\.json.*bucket"):
+        load_settings(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_settings(tmp_path / "missing.json")
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        load_settings(path)
+    path.write_text(json.dumps({"bucket": "good-bucket"}))
+    assert load_settings(path, pipeline_name="other").pipeline_name == "other"
