@@ -143,14 +143,14 @@ class _Rows:
 
     def __init__(self, spec: RawFile, data: bytes) -> None:
         self.spec = spec
-        chunks = data.split(b"\n")
+        chunks = data.split(b"\n") if data else []
         # A file ending in "\n" has no row after it; without it, the last line is unterminated.
-        self.unterminated = not data.endswith(b"\n")
-        if not self.unterminated:
+        self.unterminated = bool(data) and not data.endswith(b"\n")
+        if data and not self.unterminated:
             chunks.pop()
         try:
-            lines: list[str | None] = list(data.decode("utf-8").split("\n"))
-            if not self.unterminated:
+            lines: list[str | None] = list(data.decode("utf-8").split("\n")) if data else []
+            if data and not self.unterminated:
                 lines.pop()
         except UnicodeDecodeError:
             lines = []
