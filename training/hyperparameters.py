@@ -1,0 +1,92 @@
+"""The recommender's hyperparameters: one typed, validated object, parsed from SageMaker's strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter is unknown or has a bad value; the message names it and says what is allowed."""
+
+
+class Hyperparameters(BaseModel):
+    """Everything that shapes a training run; defaults are the tuned ml-100k settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(42, ge=0, description="Seed of weights, shuffles and negative samples.")
+    epochs: int = Field(30, ge=1, le=1000, description="Epochs of the full training set.")
+    batch_size: int = Field(1024, ge=1, le=1_048_576, description="Ratings per gradient step.")
+    learning_rate: float = Field(3e-3, gt=0.0, le=1.0, description="Adam's peak learning rate.")
+    lr_decay: bool = Field(True, description="Cosine-decay the learning rate to 5% over the run.")
+    embedding_dim: int = Field(64, ge=1, le=1024, description="Size of user and movie vectors.")
+    l2_embedding: float = Field(0.05, ge=0.0, description="L2 on the id vectors in each batch.")
+    l2_bias: float = Field(0.005, ge=0.0, description="L2 on the id biases in each batch.")
+    l2_feature: float = Field(1e-4, ge=0.0, description="L2 on the feature weights (user and movie side).")
+    implicit: bool = Field(True, description="SVD++-like term: a user is also the movies they rated.")
+    ranking_weight: float = Field(
+        0.05, ge=0.0, description="Weight of the pairwise ranking (BPR) loss beside the rating MSE."
+    )
+    id_dropout: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of examples trained without the user's id part, so features alone work.",
+    )
+    early_stopping_patience: int = Field(
+        3, ge=0, description="Stop after this many epochs without a better validation RMSE (0: never)."
+    )
+    dataset: str = Field("ml-100k", min_length=1, description="Dataset name, for metadata and lineage.")
+    dataset_version: str = Field(
+        "unversioned", min_length=1, description="Dataset version (DVC hash), for metadata and lineage."
+    )
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The hyperparameter names this model accepts."""
+        return sorted(cls.model_fields)
+
+    @classmethod
+    def from_sagemaker(cls, raw: dict[str, Any]) -> Self:
+        """Parse SageMaker's hyperparameters.json values (strings, maybe JSON-quoted) into checked values."""
+        allowed = cls.allowed_keys()
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            raise HyperparameterError(
+                f"unknown hyperparameter(s) {', '.join(repr(k) for k in unknown)} in hyperparameters.json; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            values[key] = _unquote(value) if isinstance(value, str) else value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                key = ".".join(str(p) for p in err["loc"]) or "?"
+                problems.append(f"{key}={raw.get(key)!r}: {err['msg']}")
+            raise HyperparameterError(
+                "bad hyperparameter value(s) in hyperparameters.json: "
+                + "; ".join(problems)
+                + ". Fix the value in the training job's hyperparameters."
+            ) from None
+
+    def to_sagemaker(self) -> dict[str, str]:
+        """The SageMaker form (every value a string) that `from_sagemaker` reads back."""
+        return {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in self.model_dump().items()}
+
+
+def _unquote(value: str) -> str:
+    # Some SageMaker SDKs JSON-encode every value ('"20"'); accept both forms.
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return decoded if isinstance(decoded, str) else text
+    return text

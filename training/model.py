@@ -1,0 +1,260 @@
+"""The Keras recommender: a biased matrix factorisation with feature towers, in the contract's scoring form.
+
+Two Keras models are built here. The training model works on dense row indices and carries what only
+training needs (the SVD++-like implicit term, id dropout, the ranking head). The serving model is
+built from the exported towers with Keras' built-in layers only, so `keras/model.keras` loads without
+this package; it computes exactly what docs/contracts.md section 3 says serving computes in NumPy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from training.hyperparameters import Hyperparameters
+
+RATING_RANGE = (1.0, 5.0)
+
+Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ModelTables:
+    """The constant per-row tables the training model reads (row 0 is the 'unknown' row on both sides)."""
+
+    n_users: int  # known users; rows 1..n_users
+    n_movies: int  # catalog movies; rows 1..n_movies
+    user_z: Array  # (n_users + 1, f): standardized user features, row 0 zeros
+    movie_x: Array  # (n_movies + 1, g): movie features, row 0 zeros
+    movie_seen: Array  # (n_movies + 1,): 1 where the movie has a training rating
+    rated_splits: npt.NDArray[np.int64]  # (n_users + 2,): CSR row splits of the user -> rated movie rows
+    rated_rows: npt.NDArray[np.int32]  # movie rows each user rated, concatenated
+    global_mean: float
+
+
+@keras.saving.register_keras_serializable(package="mlops_training")
+class Recommender(keras.layers.Layer):  # type: ignore[misc]
+    """Scores (user row, movie row) pairs; optionally also a negative movie for the ranking loss."""
+
+    def __init__(self, tables: ModelTables, hp: Hyperparameters, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.tables = tables
+        self.hp = hp
+        d = hp.embedding_dim
+        f = tables.user_z.shape[1]
+        g = tables.movie_x.shape[1]
+        small = keras.initializers.RandomNormal(stddev=0.01)
+        self.user_vec = self.add_weight(shape=(tables.n_users + 1, d), initializer=small, name="user_vec")
+        self.user_bias = self.add_weight(shape=(tables.n_users + 1,), initializer="zeros", name="user_bias")
+        self.movie_vec = self.add_weight(shape=(tables.n_movies + 1, d), initializer=small, name="movie_vec")
+        self.movie_bias = self.add_weight(
+            shape=(tables.n_movies + 1,), initializer="zeros", name="movie_bias"
+        )
+        self.implicit_vec = self.add_weight(
+            shape=(tables.n_movies + 1, d), initializer=small, name="implicit_vec", trainable=hp.implicit
+        )
+        self.user_feat_w = self.add_weight(shape=(f, d), initializer=small, name="user_feature_weights")
+        self.user_feat_b = self.add_weight(shape=(f,), initializer="zeros", name="user_feature_bias_weights")
+        self.movie_feat_w = self.add_weight(shape=(g, d), initializer=small, name="movie_feature_weights")
+        self.movie_feat_b = self.add_weight(
+            shape=(g,), initializer="zeros", name="movie_feature_bias_weights"
+        )
+        self.global_bias = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(tables.global_mean), name="global_bias"
+        )
+        # Plain NumPy copies; turned into graph constants in call(), so Keras never tries to track them.
+        counts = np.diff(tables.rated_splits).astype(np.float32)
+        self._norm = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0).astype(np.float32)
+        # Row 0 (unknown) never carries an id vector or bias: masks keep it exactly zero.
+        self._user_known = np.ones(tables.n_users + 1, dtype=np.float32)
+        self._user_known[0] = 0.0
+
+    def user_side(self, user: tf.Tensor, keep: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(user vector, user bias, id-part L2 penalty) for a batch of user rows."""
+        known = tf.gather(tf.constant(self._user_known), user) * keep
+        id_vec = tf.gather(self.user_vec, user)
+        id_bias = tf.gather(self.user_bias, user)
+        if self.hp.implicit:
+            implicit = self._implicit(user)
+            id_vec_total = id_vec + implicit
+        else:
+            id_vec_total = id_vec
+        z = tf.gather(tf.constant(self.tables.user_z), user)
+        vec = known[:, None] * id_vec_total + tf.matmul(z, self.user_feat_w)
+        bias = known * id_bias + tf.linalg.matvec(z, self.user_feat_b)
+        return vec, bias, self._penalty(id_vec, id_bias)
+
+    def _penalty(self, id_vec: tf.Tensor, id_bias: tf.Tensor) -> tf.Tensor:
+        """Per-example L2 of the id parameters a batch touches (like SGD matrix factorisation's)."""
+        return self.hp.l2_embedding * tf.reduce_sum(tf.square(id_vec), axis=1) + self.hp.l2_bias * tf.square(
+            id_bias
+        )
+
+    def _implicit(self, user: tf.Tensor) -> tf.Tensor:
+        """|N(u)|^-1/2 * sum of implicit vectors of the movies u rated, for the batch's users only."""
+        rated = tf.RaggedTensor.from_row_splits(
+            tf.constant(self.tables.rated_rows), tf.constant(self.tables.rated_splits), validate=False
+        )
+        picked = tf.gather(rated, user)
+        vecs = tf.gather(self.implicit_vec, picked.flat_values)
+        summed = tf.math.unsorted_segment_sum(vecs, picked.value_rowids(), num_segments=tf.shape(user)[0])
+        return summed * tf.gather(tf.constant(self._norm), user)[:, None]
+
+    def movie_side(self, movie: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(movie vector, movie bias, id-part L2 penalty) for a batch of movie rows."""
+        seen = tf.gather(tf.constant(self.tables.movie_seen), movie)
+        id_vec = tf.gather(self.movie_vec, movie)
+        id_bias = tf.gather(self.movie_bias, movie)
+        x = tf.gather(tf.constant(self.tables.movie_x), movie)
+        vec = seen[:, None] * id_vec + tf.matmul(x, self.movie_feat_w)
+        bias = seen * id_bias + tf.linalg.matvec(x, self.movie_feat_b)
+        return vec, bias, self._penalty(id_vec, id_bias)
+
+    def call(
+        self,
+        user: tf.Tensor,
+        movie: tf.Tensor,
+        negative: tf.Tensor | None = None,
+        keep: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Rating score of each pair, and (with `negative`) the ranking logit score(pos) - score(neg)."""
+        user = tf.cast(tf.reshape(user, [-1]), tf.int32)
+        movie = tf.cast(tf.reshape(movie, [-1]), tf.int32)
+        keep_t = tf.ones_like(movie, dtype=tf.float32) if keep is None else tf.reshape(keep, [-1])
+        uv, ub, ureg = self.user_side(user, keep_t)
+        mv, mb, mreg = self.movie_side(movie)
+        preference = mb + tf.reduce_sum(uv * mv, axis=1)
+        rating = self.global_bias + ub + preference
+        reg = ureg + mreg
+        logit = None
+        if negative is not None:
+            neg = tf.cast(tf.reshape(negative, [-1]), tf.int32)
+            nv, nb, nreg = self.movie_side(neg)
+            logit = preference - (nb + tf.reduce_sum(uv * nv, axis=1))
+            reg = reg + nreg
+        self.add_loss(tf.reduce_mean(reg))
+        self.add_loss(
+            self.hp.l2_feature
+            * (
+                tf.reduce_sum(tf.square(self.user_feat_w))
+                + tf.reduce_sum(tf.square(self.movie_feat_w))
+                + tf.reduce_sum(tf.square(self.user_feat_b))
+                + tf.reduce_sum(tf.square(self.movie_feat_b))
+            )
+        )
+        return rating, logit
+
+    def towers(self) -> dict[str, Array]:
+        """The learned parameters folded into the contract's towers (known users, catalog movies)."""
+        t = self.tables
+        user_vec = self.user_vec.numpy()
+        if self.hp.implicit:
+            y = self.implicit_vec.numpy()
+            implicit = np.zeros_like(user_vec)
+            for row in range(1, t.n_users + 1):
+                lo, hi = t.rated_splits[row], t.rated_splits[row + 1]
+                implicit[row] = y[t.rated_rows[lo:hi]].sum(axis=0) * self._norm[row]
+            user_vec = user_vec + implicit
+        seen = t.movie_seen
+        movie_vectors = seen[:, None] * self.movie_vec.numpy() + t.movie_x @ self.movie_feat_w.numpy()
+        movie_bias = seen * self.movie_bias.numpy() + t.movie_x @ self.movie_feat_b.numpy()
+        return {
+            "movie_vectors": movie_vectors[1:].astype(np.float32),
+            "movie_bias": movie_bias[1:].astype(np.float32),
+            "global_bias": np.asarray(self.global_bias.numpy(), dtype=np.float32),
+            "user_id_vectors": user_vec[1:].astype(np.float32),
+            "user_id_bias": self.user_bias.numpy()[1:].astype(np.float32),
+            "user_feature_weights": self.user_feat_w.numpy().astype(np.float32),
+            "user_feature_bias_weights": self.user_feat_b.numpy().astype(np.float32),
+        }
+
+
+def build_training_model(tables: ModelTables, hp: Hyperparameters) -> tuple[keras.Model, Recommender]:
+    """The functional training model (named index inputs; outputs `rating` and, if ranking, `ranking`)."""
+    user = keras.Input(shape=(), dtype="int32", name="user_index")
+    movie = keras.Input(shape=(), dtype="int32", name="movie_index")
+    keep = keras.Input(shape=(), dtype="float32", name="id_keep")
+    core = Recommender(tables, hp, name="recommender")
+    inputs = {"user_index": user, "movie_index": movie, "id_keep": keep}
+    if hp.ranking_weight > 0:
+        negative = keras.Input(shape=(), dtype="int32", name="negative_index")
+        inputs["negative_index"] = negative
+        rating, logit = core(user, movie, negative, keep)
+        outputs = {
+            "rating": keras.layers.Identity(name="rating")(rating),
+            "ranking": keras.layers.Identity(name="ranking")(logit),
+        }
+    else:
+        rating, _ = core(user, movie, None, keep)
+        outputs = {"rating": keras.layers.Identity(name="rating")(rating)}
+    return keras.Model(inputs=inputs, outputs=outputs, name="recommender_training"), core
+
+
+def build_serving_model(towers: dict[str, npt.NDArray[np.generic]]) -> keras.Model:
+    """A Keras model of the contract's scoring form, from towers alone, with built-in layers only.
+
+    Inputs: `user_id` (int64), `movie_id` (int64), `user_features` (float32, in the metadata's
+    user_feature_names order, no missing values). Output: `rating`, clipped to the rating range.
+    An unknown user gets the feature part only; an unknown movie gets the global bias only.
+    """
+    user_ids = np.asarray(towers["user_ids"], dtype=np.int64)
+    movie_ids = np.asarray(towers["movie_ids"], dtype=np.int64)
+    d = int(np.asarray(towers["movie_vectors"]).shape[1])
+    f = int(np.asarray(towers["feature_mean"]).shape[0])
+    global_bias = float(np.asarray(towers["global_bias"]))
+
+    user_id = keras.Input(shape=(), dtype="int64", name="user_id")
+    movie_id = keras.Input(shape=(), dtype="int64", name="movie_id")
+    features = keras.Input(shape=(f,), dtype="float32", name="user_features")
+
+    user_row = keras.layers.IntegerLookup(vocabulary=user_ids, num_oov_indices=1, name="user_row")(user_id)
+    movie_row = keras.layers.IntegerLookup(vocabulary=movie_ids, num_oov_indices=1, name="movie_row")(
+        movie_id
+    )
+    user_vec_layer = keras.layers.Embedding(user_ids.size + 1, d, name="user_id_vectors")
+    user_bias_layer = keras.layers.Embedding(user_ids.size + 1, 1, name="user_id_bias")
+    movie_vec_layer = keras.layers.Embedding(movie_ids.size + 1, d, name="movie_vectors")
+    movie_bias_layer = keras.layers.Embedding(movie_ids.size + 1, 1, name="movie_bias")
+    std = np.asarray(towers["feature_std"], dtype=np.float32)
+    norm = keras.layers.Normalization(
+        mean=np.asarray(towers["feature_mean"], dtype=np.float32), variance=std**2, name="standardize"
+    )
+    feat_vec_layer = keras.layers.Dense(d, use_bias=False, name="user_feature_weights")
+    feat_bias_layer = keras.layers.Dense(1, use_bias=False, name="user_feature_bias_weights")
+
+    z = norm(features)
+    user_vec = keras.layers.Add(name="user_vector")([user_vec_layer(user_row), feat_vec_layer(z)])
+    movie_vec = movie_vec_layer(movie_row)
+    dot = keras.layers.Dot(axes=1, name="affinity")([user_vec, movie_vec])
+    score = keras.layers.Add(name="score_minus_global")(
+        [dot, user_bias_layer(user_row), feat_bias_layer(z), movie_bias_layer(movie_row)]
+    )
+    lo, hi = RATING_RANGE
+    shifted = keras.layers.Rescaling(1.0, offset=global_bias - lo, name="score_minus_floor")(score)
+    clipped = keras.layers.ReLU(max_value=hi - lo, name="clip")(shifted)
+    rating = keras.layers.Rescaling(1.0, offset=lo, name="rating_2d")(clipped)
+    rating = keras.layers.Flatten(name="rating")(rating)
+    model = keras.Model(
+        inputs={"user_id": user_id, "movie_id": movie_id, "user_features": features},
+        outputs={"rating": rating},
+        name="recommender",
+    )
+
+    def with_zero_row(values: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+        arr = np.asarray(values, dtype=np.float32)
+        arr = arr.reshape(arr.shape[0], -1)
+        return np.concatenate([np.zeros((1, arr.shape[1]), dtype=np.float32), arr])
+
+    user_vec_layer.set_weights([with_zero_row(towers["user_id_vectors"])])
+    user_bias_layer.set_weights([with_zero_row(towers["user_id_bias"])])
+    movie_vec_layer.set_weights([with_zero_row(towers["movie_vectors"])])
+    movie_bias_layer.set_weights([with_zero_row(towers["movie_bias"])])
+    feat_vec_layer.set_weights([np.asarray(towers["user_feature_weights"], dtype=np.float32)])
+    feat_bias_layer.set_weights(
+        [np.asarray(towers["user_feature_bias_weights"], dtype=np.float32).reshape(f, 1)]
+    )
+    return model
