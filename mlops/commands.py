@@ -9,6 +9,7 @@ import typer
 # (command name, module holding a Typer `app`). A module that is missing is a bug, not an option.
 _GROUPS: list[tuple[str, str]] = [
     ("data", "mlops.data.cli"),
+    ("features", "features.cli"),
     ("pipeline", "pipelines.cli"),
 ]
 
