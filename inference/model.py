@@ -228,7 +228,7 @@ def load_model_dir(path: Path) -> ModelArtifacts:
         path=path,
         metadata=meta,
         name=str(meta.get("model_name", meta.get("name", "movielens-recommender"))),
-        version=str(meta.get("model_version", meta.get("version", "unknown"))),
+        version=str(meta.get("model_version") or meta.get("version") or "unversioned"),
         feature_names=names,
         rating_range=(float(meta["rating_range"][0]), float(meta["rating_range"][1])),
         movie_ids=t["movie_ids"].astype(np.int64),

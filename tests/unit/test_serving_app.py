@@ -73,7 +73,7 @@ def test_top_k_for_a_known_user_uses_features_and_names_titles(client):
 
 
 def test_unknown_user_falls_back_to_cold_start_and_counts_it(model_dir, features):
-    app, c, _ = make_app(model_dir, features)
+    _, c, _ = make_app(model_dir, features)
     body = c.post("/invocations", json={"user_id": 777, "k": 3}).json()
     assert body["fallback"] == "unknown_user" and len(body["recommendations"]) == 3
     assert 'mlops_serving_fallbacks_total{reason="unknown_user"} 1.0' in c.get("/metrics").text
@@ -286,6 +286,7 @@ def test_open_inference_protocol_routes(client):
     doc = r.json()
     assert doc["id"] == "q1" and doc["model_name"] == "movielens-recommender"
     ids, scores = doc["outputs"]
+    assert scores["name"] == "scores" and scores["shape"] == [2, 3]
     assert ids["name"] == "movie_ids" and ids["shape"] == [2, 3] and len(ids["data"]) == 6
     single = client.post("/invocations", json={"user_id": 2, "k": 3}).json()
     assert ids["data"][3:] == [x["movie_id"] for x in single["recommendations"]]
