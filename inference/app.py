@@ -104,6 +104,7 @@ class ServingApp:
             ("GET", "/v2/health/ready"): self._ready,
             ("GET", "/v2/health/live"): self._live,
             ("GET", "/v2"): self._server_metadata,
+            ("GET", "/execution-parameters"): self._execution_parameters,
         }
 
     @property
@@ -130,6 +131,7 @@ class ServingApp:
             raise
         self.limits = Limits(
             max_batch=self.config.max_batch,
+            max_lines=self.config.max_lines,
             max_k=min(self.config.max_k, predictor.n_movies),
             max_movie_ids=self.config.max_movie_ids,
             genres=predictor.genres,
@@ -323,6 +325,12 @@ class ServingApp:
     async def _metrics(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
         return Answer(200, self.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
 
+    async def _execution_parameters(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
+        # Batch transform asks this before sending data: one payload at a time, within the body limit.
+        mb = max(1, self.config.max_body_bytes // (1024 * 1024))
+        doc = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": mb}
+        return Answer(200, orjson.dumps(doc))
+
     async def _server_metadata(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
         return Answer(200, orjson.dumps({"name": "mlops-serving", "version": "1", "extensions": []}))
 
@@ -380,7 +388,8 @@ class ServingApp:
             queries = parse_jsonlines(body, limits)
             answers = await self._answer(predictor, queries)
             fb = sum(1 for a in answers if a.get("fallback"))
-            out = b"\n".join(orjson.dumps(a) for a in answers) + b"\n"
+            # No trailing newline: batch transform's AssembleWith=Line adds one after each response.
+            out = b"\n".join(orjson.dumps(a) for a in answers)
             return Answer(200, out, b"application/jsonlines", queries=len(answers), fallbacks=fb)
         raise RequestError(
             415,

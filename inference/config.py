@@ -52,6 +52,8 @@ class ServerConfig:
     port: int = 8080
     workers: int = 1
     max_batch: int = 100
+    # A batch transform packs as many lines as fit in MaxPayloadInMB, so lines get their own, higher limit.
+    max_lines: int = 50_000
     max_body_bytes: int = 6 * 1024 * 1024
     max_k: int = 1000
     max_movie_ids: int = 2000
@@ -86,6 +88,7 @@ class ServerConfig:
             "port": _int(e, "SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535),
             "workers": _int(e, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, 1, 64),
             "max_batch": _int(e, "MLOPS_SERVE_MAX_BATCH", 100, 1, 100_000),
+            "max_lines": _int(e, "MLOPS_SERVE_MAX_LINES", 50_000, 1, 10_000_000),
             "max_body_bytes": _int(e, "MLOPS_SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024, 1024, 1024**3),
             "max_k": _int(e, "MLOPS_SERVE_MAX_K", 1000, 1, 1_000_000),
             "max_movie_ids": _int(e, "MLOPS_SERVE_MAX_MOVIE_IDS", 2000, 1, 1_000_000),
@@ -105,6 +108,7 @@ class ServerConfig:
             "SAGEMAKER_BIND_TO_PORT": str(self.port),
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
             "MLOPS_SERVE_MAX_BATCH": str(self.max_batch),
+            "MLOPS_SERVE_MAX_LINES": str(self.max_lines),
             "MLOPS_SERVE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "MLOPS_SERVE_MAX_K": str(self.max_k),
             "MLOPS_SERVE_MAX_MOVIE_IDS": str(self.max_movie_ids),

@@ -31,6 +31,7 @@ class Limits:
     """What a request may ask for."""
 
     max_batch: int
+    max_lines: int
     max_k: int
     max_movie_ids: int
     genres: tuple[str, ...]
@@ -207,11 +208,11 @@ def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
         raise RequestError(
             400, "empty_body", "the request body has no lines; send one JSON object per line", None
         )
-    if len(lines) > limits.max_batch:
+    if len(lines) > limits.max_lines:
         raise RequestError(
             413,
             "batch_too_large",
-            f"the body has {len(lines)} lines; the maximum is {limits.max_batch} (MLOPS_SERVE_MAX_BATCH); "
+            f"the body has {len(lines)} lines; the maximum is {limits.max_lines} (MLOPS_SERVE_MAX_LINES); "
             "lower the transform job's MaxPayloadInMB or raise the limit",
             None,
         )

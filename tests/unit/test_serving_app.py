@@ -24,7 +24,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(model_dir: Path, store=None, **overrides) -> tuple[ServingApp, TestClient, io.StringIO]:
-    config = ServerConfig(model_dir=model_dir, max_batch=5, max_body_bytes=2048, max_k=20, **overrides)
+    config = ServerConfig(
+        model_dir=model_dir, max_batch=5, max_lines=7, max_body_bytes=2048, max_k=20, **overrides
+    )
     app = ServingApp(config, store=store)
     logs = io.StringIO()
     app._log_stream = logs
@@ -195,7 +197,7 @@ def test_jsonlines_answers_one_line_per_line_in_order(client):
             "wrong_type",
             None,
         ),
-        (b"{}\n" * 6, {"content-type": "application/jsonlines"}, 413, "batch_too_large", None),
+        (b"{}\n" * 8, {"content-type": "application/jsonlines"}, 413, "batch_too_large", None),
     ],
 )
 def test_bad_input_gets_a_4xx_naming_the_problem(client, body, headers, status, code, field):
@@ -305,3 +307,8 @@ def test_open_inference_protocol_routes(client):
         json={"inputs": [{"name": "user_id", "shape": [3], "datatype": "INT64", "data": [1]}]},
     )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "shape_mismatch"
+
+
+def test_execution_parameters_for_batch_transform(client):
+    doc = client.get("/execution-parameters").json()
+    assert doc == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
