@@ -10,6 +10,7 @@ import typer
 _GROUPS: list[tuple[str, str]] = [
     ("data", "mlops.data.cli"),
     ("features", "features.cli"),
+    ("serve", "inference.cli"),
     ("pipeline", "pipelines.cli"),
 ]
 
