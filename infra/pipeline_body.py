@@ -1,0 +1,93 @@
+"""The pipeline definition the CfnPipeline embeds: the pipeline room's builder, with CloudFormation placeholders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from infra.settings import EnvironmentSettings
+
+# Values only known at deploy time; the definition is built with these placeholders and Fn::Sub fills them.
+# The role is not among them: the SDK resolves a role that is not an ARN through IAM, so the execution role
+# has a fixed name and its ARN is known at synth.
+PLACEHOLDERS = {
+    "ArtifactBucket": "${ArtifactBucket}",
+    "TrainingImage": "${TrainingImage}",
+    "ServingImage": "${ServingImage}",
+}
+
+
+@dataclass(frozen=True)
+class DeployValues:
+    """The deploy-time values that replace the placeholders."""
+
+    role_arn: str
+    artifact_bucket: str
+    training_image: str
+    serving_image: str
+
+
+def execution_role_name(settings: EnvironmentSettings) -> str:
+    """The SageMaker execution role's fixed name."""
+    return f"{settings.prefix}-sagemaker-execution"
+
+
+def execution_role_arn(settings: EnvironmentSettings) -> str:
+    """The SageMaker execution role's ARN, known at synth time."""
+    return f"arn:aws:iam::{settings.account}:role/{execution_role_name(settings)}"
+
+
+def pipeline_settings_kwargs(settings: EnvironmentSettings, values: DeployValues) -> dict[str, object]:
+    """The pipeline room's settings for this environment, as keyword arguments."""
+
+    return {
+        "pipeline_name": settings.pipeline_name,
+        "region": settings.region,
+        "role_arn": values.role_arn,
+        "bucket": values.artifact_bucket,
+        "training_image_uri": values.training_image,
+        "serving_image_uri": values.serving_image,
+        "model_package_group_name": settings.model_package_group_name,
+        "processing_instance_type": settings.processing_instance_type,
+        "training_instance_type": settings.training_instance_type,
+        "training_instance_count": settings.training_instance_count,
+        "inference_instance_type": settings.endpoint_instance_type,
+        "feature_store": "sagemaker",
+        "user_feature_group": settings.feature_group_name("user_features"),
+        "movie_feature_group": settings.feature_group_name("movie_features"),
+    }
+
+
+def definition_body(settings: EnvironmentSettings, values: DeployValues) -> str:
+    """The pipeline definition JSON the pipeline room's builder makes for these values."""
+    # The SDK's ModelTrainer asks IAM to simulate the role unless told not to; synth makes no AWS call.
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    os.environ.setdefault("AWS_DEFAULT_REGION", settings.region)
+    from pipelines.definition import definition_json
+    from pipelines.settings import PipelineSettings
+
+    return definition_json(PipelineSettings(**pipeline_settings_kwargs(settings, values)))  # type: ignore[arg-type]
+
+
+def placeholder_body(settings: EnvironmentSettings) -> str:
+    """The definition with CloudFormation placeholders for the deploy-time values."""
+    body = definition_body(
+        settings,
+        DeployValues(
+            role_arn=execution_role_arn(settings),
+            artifact_bucket=PLACEHOLDERS["ArtifactBucket"],
+            training_image=PLACEHOLDERS["TrainingImage"],
+            serving_image=PLACEHOLDERS["ServingImage"],
+        ),
+    )
+    stray = body
+    for token in PLACEHOLDERS.values():
+        stray = stray.replace(token, "")
+    if "${" in stray:
+        # Fn::Sub would read any other ${...} as a reference and fail the deploy with a cryptic error.
+        at = stray.index("${")
+        raise ValueError(
+            f"the pipeline definition contains {stray[at : at + 40]!r}, which Fn::Sub would take for a "
+            "reference; the pipeline builder must not emit '${' outside the infra placeholders"
+        )
+    return body
