@@ -6,9 +6,13 @@ import DVC lazily and run only in the ML environment.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +60,29 @@ def stage_names(dataset: str) -> list[str]:
     return [f"fetch@{dataset}", f"validate@{dataset}"]
 
 
-def _repo() -> Any:
-    """The DVC repository object (imported lazily: DVC is heavy and absent on the CDK side)."""
+@contextlib.contextmanager
+def _repo() -> Iterator[Any]:
+    """The DVC repository, with the working directory at its root for the duration.
+
+    DVC resolves stage names and stage paths against the working directory, not the repository
+    it was opened on. DVC is imported lazily: it is heavy and absent on the CDK side.
+    """
     from dvc.repo import Repo
 
-    return Repo(str(dvc_root()))
+    # DVC logs progress ("Updating lock file") through a handler bound to stdout, which our --json
+    # output owns: keep its info messages quiet and anything it prints directly on stderr.
+    dvc_logger = logging.getLogger("dvc")
+    level = dvc_logger.level
+    dvc_logger.setLevel(logging.WARNING)
+    try:
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            contextlib.chdir(dvc_root()),
+            Repo(str(dvc_root())) as repo,
+        ):
+            yield repo
+    finally:
+        dvc_logger.setLevel(level)
 
 
 def commit(dataset: str) -> None:
@@ -90,7 +112,7 @@ def pull(datasets: list[str], remote: str | None) -> int:
     with _repo() as repo:
         targets = [s for d in datasets for s in stage_names(d)]
         result = repo.pull(targets=targets, remote=remote, force=True)
-        return int(result.get("fetched", 0)) if isinstance(result, dict) else 0
+        return int(result["stats"]["fetched"])
 
 
 def set_remote(name: str, url: str, *, endpoint_url: str | None, default: bool) -> Path:
