@@ -53,6 +53,7 @@ def _write_channels(root: Path, dataset: str) -> None:
 
 def prepare(workdir: Path, dataset: str = "ml-100k") -> BenchModel:
     """Train (first time only) and return the model, its MLflow model and the user features."""
+    workdir = workdir.resolve()
     root = workdir / "opt-ml"
     done = workdir / "trained.json"
     trained_now = False

@@ -19,6 +19,8 @@ class UserVector:
     vector: npt.NDArray[np.float32]
     bias: float
     fallback: str | None
+    # [vector, bias]: scores come out of one matrix-vector product with [movie_vectors, 1].
+    augmented: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,28 @@ class Predictor:
         self.n_movies = len(model.movie_ids)
         self._user_row = {int(u): i for i, u in enumerate(model.user_ids)}
         self._movie_row = {int(m): i for i, m in enumerate(model.movie_ids)}
-        # Scores = movie_vectors @ uvec + movie_bias + user_bias + global_bias; fold the constant parts.
+        # score = [movie_vector, 1] @ [user_vector, user_bias] + (movie_bias + global_bias), and the
+        # user side is affine in the raw features x: [vec, bias] = x @ A + c (+ the id part), with
+        # A = [W, w] / std and c = -(mean / std) @ [W, w]. Folding it all here leaves two products a call.
+        n, d = model.movie_vectors.shape
+        self._d = d
         self._movie_vectors = model.movie_vectors
+        self._movie_aug = np.ascontiguousarray(np.hstack([model.movie_vectors, np.ones((n, 1), np.float32)]))
         self._movie_bias = (model.movie_bias + np.float32(model.global_bias)).astype(np.float32)
-        self._inv_std = (1.0 / model.feature_std).astype(np.float32)
+        inv_std = 1.0 / model.feature_std.astype(np.float64)
+        w_aug = np.hstack([model.user_feature_weights, model.user_feature_bias_weights[:, None]]).astype(
+            np.float64
+        )
+        self._feat_aug = (w_aug * inv_std[:, None]).astype(np.float32)
+        self._feat_offset = (-(model.feature_mean * inv_std) @ w_aug).astype(np.float32)
+        self._id_aug = np.hstack([model.user_id_vectors, model.user_id_bias[:, None]]).astype(np.float32)
+        self._cold_aug = np.zeros(d + 1, np.float32)
+        self._feature_mean = model.feature_mean
         self._feature_names = model.feature_names
         self._movie_id_list = [int(m) for m in model.movie_ids]
         names = sorted({g for gs in model.genres for g in gs})
         self.genres: tuple[str, ...] = tuple(names)
         self._genre_mask = {g: np.array([g in gs for gs in model.genres], dtype=bool) for g in names}
-        self._zero_vector = np.zeros(model.movie_vectors.shape[1], np.float32)
         # Rated catalog rows per user, sliced once: a dict lookup per request instead of a search.
         r = model.rated
         self._rated = {
@@ -71,40 +85,39 @@ class Predictor:
         self, user_id: int, features: Mapping[str, object] | None, fallback: str | None
     ) -> UserVector:
         """The user's vector and bias from the id part and standardized features (missing: at the mean)."""
-        m = self.model
         row = self._user_row.get(user_id)
         if features is None:
             # z = 0 (every feature at its mean): the feature part of the user side vanishes.
-            if row is None:
-                return UserVector(self._zero_vector, 0.0, fallback)
-            return UserVector(m.user_id_vectors[row], float(m.user_id_bias[row]), fallback)
-        raw = []
-        missing = False
-        for name in self._feature_names:
+            aug = self._cold_aug if row is None else self._id_aug[row]
+        else:
+            x, complete = self._feature_row(features)
+            if not complete and fallback is None:
+                fallback = "missing_feature"
+            aug = x @ self._feat_aug + self._feat_offset
+            if row is not None:
+                aug += self._id_aug[row]
+        d = self._d
+        return UserVector(aug[:d], float(aug[d]), fallback, aug)
+
+    def _feature_row(self, features: Mapping[str, object]) -> tuple[npt.NDArray[np.float32], bool]:
+        """Raw features in the model's order; a missing or non-numeric one sits at its training mean."""
+        try:
+            x = np.array([features[n] for n in self._feature_names], dtype=np.float32)
+            if np.isfinite(x).all():
+                return x, True
+        except (KeyError, TypeError, ValueError):
+            pass
+        x = self._feature_mean.copy()
+        for i, name in enumerate(self._feature_names):
             v = features.get(name)
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                raw.append(float(v))
-            else:
-                # A missing feature sits at its training mean, i.e. z = 0.
-                raw.append(math.nan)
-                missing = True
-        z = (np.array(raw, np.float32) - m.feature_mean) * self._inv_std
-        if missing:
-            np.nan_to_num(z, copy=False, nan=0.0)
-            if fallback is None:
-                fallback = "missing_feature"
-        vec: npt.NDArray[np.float32] = (z @ m.user_feature_weights).astype(np.float32, copy=False)
-        bias = float(z @ m.user_feature_bias_weights)
-        if row is not None:
-            vec += m.user_id_vectors[row]
-            bias += float(m.user_id_bias[row])
-        return UserVector(vec, bias, fallback)
+                x[i] = v
+        return x, False
 
     def scores(self, user: UserVector) -> npt.NDArray[np.float32]:
         """Raw model scores of every catalog movie for this user, in catalog row order."""
-        out: npt.NDArray[np.float32] = self._movie_vectors @ user.vector
+        out: npt.NDArray[np.float32] = self._movie_aug @ user.augmented
         out += self._movie_bias
-        out += np.float32(user.bias)
         return out
 
     def top_k(
@@ -152,7 +165,7 @@ class Predictor:
         if unknown:
             raise UnknownMovieError(unknown)
         idx = np.asarray(rows, dtype=np.int64)
-        raw = self._movie_vectors[idx] @ user.vector + self._movie_bias[idx] + np.float32(user.bias)
+        raw = self._movie_aug[idx] @ user.augmented + self._movie_bias[idx]
         lo, hi = self.model.rating_range
         return [float(x) for x in np.clip(raw, lo, hi)]
 
