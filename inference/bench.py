@@ -95,10 +95,25 @@ def _serve_ours(
     return [sys.executable, "-m", "inference", "serve"], env
 
 
+def check_answer(url: str, body: bytes) -> dict[str, Any]:
+    """One request before the load: a server that answers it with an error must not be benchmarked."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310 - a local URL
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - a local URL
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{url} answered {e.code} to the benchmark request: {e.read()[:500]!r}") from None
+
+
 def measure_server(
     name: str, url: str, body: bytes, seconds: int, rates: list[float], saturation_rps: float | None = None
 ) -> dict[str, Any]:
     """Saturation with wrk, then fixed rates the server can sustain (others are reported as saturated)."""
+    check_answer(url, body)
     host_port = url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.split(":")
     path = "/" + url.split("//", 1)[1].split("/", 1)[1]
@@ -185,15 +200,21 @@ def run(seconds: int, with_image: bool, stacks: bool, workdir: Path) -> dict[str
     for stack in candidates:
         port = _free_port()
         cmd, env = _serve_ours(bm, port, logs / f"{stack}.log", stack)
-        with _process(cmd, env, logs / f"{stack}.log"):
-            wait_ready(f"http://127.0.0.1:{port}/ping", 120)
+        with _process(cmd, env, logs / f"{stack}.log") as proc:
+            wait_ready(f"http://127.0.0.1:{port}/ping", 120, proc=proc)
             rates = [300.0, 1000.0] if stack == "asgi" else []
             result[f"ours_{stack}"] = measure_server(
                 f"ours ({stack})", f"http://127.0.0.1:{port}/invocations", body, seconds, rates
             )
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": bm.mlflow_tracking_uri}
-    mlflow = str(Path(sys.executable).parent / "mlflow")
+    bindir = str(Path(sys.executable).parent)
+    # mlflow starts `uvicorn` by name: the environment's bin directory must be on PATH.
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": bm.mlflow_tracking_uri,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+    }
+    mlflow = str(Path(bindir) / "mlflow")
     cmd = [
         mlflow,
         "models",
@@ -210,8 +231,8 @@ def run(seconds: int, with_image: bool, stacks: bool, workdir: Path) -> dict[str
         "127.0.0.1",
     ]
     _log("mlflow models serve: starting (TensorFlow import takes a while)")
-    with _process(cmd, env, logs / "mlflow.log"):
-        wait_ready(f"http://127.0.0.1:{port}/ping", 300)
+    with _process(cmd, env, logs / "mlflow.log") as proc:
+        wait_ready(f"http://127.0.0.1:{port}/ping", 300, proc=proc)
         url = f"http://127.0.0.1:{port}/invocations"
         top10 = mlflow_body(bm, 42)
         result["mlflow_top10"] = measure_server(

@@ -154,13 +154,19 @@ def fixed_rate(
     return uvloop.run(_fixed_rate(host, port, path, body, rate, seconds, connections))
 
 
-def wait_ready(url: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> float:
-    """Poll `url` until it answers one of `ok`; returns the seconds it took; raises on timeout."""
+def wait_ready(
+    url: str, timeout_s: float, ok: tuple[int, ...] = (200,), proc: subprocess.Popen[bytes] | None = None
+) -> float:
+    """Poll `url` until it answers one of `ok`; returns the seconds it took; raises on timeout or exit."""
     import urllib.error
     import urllib.request
 
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"the server behind {url} exited with code {proc.returncode} before it was ready"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - a local URL we built
                 if resp.status in ok:
