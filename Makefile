@@ -39,6 +39,11 @@ setup: setup-ml setup-cdk setup-node ## Create both environments and install the
 docker: ## Make sure a Docker engine runs (installs and starts one as root on Debian)
 	@bash scripts/docker-up.sh
 
+.PHONY: data
+data: setup-ml ## Fetch and validate MovieLens ml-100k and ml-1m into data/ (a no-op when present)
+	$(ML)/mlops data fetch --dataset ml-100k
+	$(ML)/mlops data fetch --dataset ml-1m
+
 test: test-unit test-infra test-integration ## Run every test: unit, infra (CDK), integration (Docker, moto)
 
 test-unit: setup-ml
