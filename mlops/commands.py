@@ -11,6 +11,8 @@ _GROUPS: list[tuple[str, str]] = [
     ("data", "mlops.data.cli"),
     ("features", "features.cli"),
     ("serve", "inference.cli"),
+    ("images", "mlops.images"),
+    ("train", "mlops.train"),
     ("pipeline", "pipelines.cli"),
 ]
 

@@ -1,0 +1,264 @@
+"""`mlops images build`: build the ML (training) and serving images from an assembled context."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mlops.paths import ROOT
+
+app = typer.Typer(help="Build the project's container images.", no_args_is_help=True)
+
+DEFAULT_BASE_IMAGE = "mlops-base:bookworm"
+# The packages a Dockerfile may copy. Each Dockerfile picks its own; infra/ and tests/ never go in.
+CODE_PACKAGES = ("mlops", "features", "pipelines", "training", "inference")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "host-ca.crt")
+# Where the host keeps the CA bundle that HTTPS inside a build must trust, in order of preference.
+_CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+_CA_DEFAULT = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image the project builds: its Dockerfile, tag and uv dependency group."""
+
+    name: str
+    dockerfile: str
+    tag: str
+    group: str
+
+    @property
+    def requirements_file(self) -> str:
+        """The exported requirements file's name at the context root (docs/contracts.md section 4)."""
+        return f"requirements-{self.group}.txt"
+
+
+IMAGES: dict[str, ImageSpec] = {
+    "training": ImageSpec("training", "training/Dockerfile", "mlops-training:latest", "train"),
+    "serving": ImageSpec("serving", "inference/Dockerfile", "mlops-serving:latest", "serve"),
+}
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """What one build produced."""
+
+    name: str
+    tag: str
+    image_id: str
+    size_bytes: int
+    build_seconds: float
+    base_image: str
+    git_commit: str
+
+
+class ImageBuildError(RuntimeError):
+    """A build could not start or `docker build` failed; the message says why and what to do."""
+
+
+def _uv() -> str:
+    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(found).exists():
+        raise ImageBuildError(
+            "uv is not installed; it exports the images' requirements from uv.lock. "
+            "Install it with `python3 -m pip install --user uv`."
+        )
+    return found
+
+
+def export_requirements(group: str, root: Path = ROOT) -> str:
+    """Export one dependency group's locked requirements (no hashes, no project) from uv.lock."""
+    cmd = [
+        _uv(),
+        "export",
+        "--frozen",
+        "--no-hashes",
+        "--no-default-groups",
+        "--group",
+        group,
+        "--no-emit-project",
+    ]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ImageBuildError(f"`{' '.join(cmd)}` failed in {root}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def host_ca_bundle() -> Path:
+    """The host's CA bundle, which pip inside the build must trust (the network may re-sign TLS)."""
+    for var in _CA_ENV_VARS:
+        value = os.environ.get(var)
+        if value and Path(value).is_file():
+            return Path(value)
+    if _CA_DEFAULT.is_file():
+        return _CA_DEFAULT
+    raise ImageBuildError(
+        f"no CA bundle found: none of {', '.join(_CA_ENV_VARS)} names a file and "
+        f"{_CA_DEFAULT} is missing. Set PIP_CERT to your CA bundle and run again."
+    )
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The commit the code comes from, with `-dirty` when the image's code has uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "unknown"
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", *CODE_PACKAGES],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def assemble_context(spec: ImageSpec, dest: Path, root: Path = ROOT) -> Path:
+    """Write a build context for `spec` into `dest`: requirements, CA bundle, code packages."""
+    dockerfile = root / spec.dockerfile
+    if not dockerfile.is_file():
+        raise ImageBuildError(f"{spec.dockerfile} is missing, so the {spec.name} image cannot be built.")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / spec.requirements_file).write_text(export_requirements(spec.group, root))
+    shutil.copyfile(host_ca_bundle(), dest / "host-ca.crt")
+    for package in CODE_PACKAGES:
+        if (root / package).is_dir():
+            shutil.copytree(root / package, dest / package, ignore=_IGNORED)
+    return dest
+
+
+def ensure_base_image(base_image: str, console: Console, root: Path = ROOT) -> None:
+    """Build the offline default base image when it is missing; other bases are Docker's to pull."""
+    if _docker_ok(["docker", "image", "inspect", base_image]):
+        return
+    if base_image != DEFAULT_BASE_IMAGE:
+        return
+    console.print(f"[bold]images:[/] base image {base_image} is missing; building it from Debian packages")
+    proc = subprocess.run(["bash", str(root / "scripts" / "base-image.sh"), base_image], check=False)
+    if proc.returncode != 0:
+        raise ImageBuildError(
+            f"scripts/base-image.sh failed (exit {proc.returncode}) building {base_image}; "
+            "see its output above."
+        )
+
+
+def _docker_ok(cmd: list[str]) -> bool:
+    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+
+
+def ensure_docker(root: Path = ROOT) -> None:
+    """Make sure a Docker engine answers (scripts/docker-up.sh installs and starts one as root)."""
+    if _docker_ok(["docker", "info"]):
+        return
+    proc = subprocess.run(["bash", str(root / "scripts" / "docker-up.sh")], check=False)
+    if proc.returncode != 0:
+        raise ImageBuildError(
+            "no Docker engine answers and scripts/docker-up.sh could not start one; "
+            "start Docker and run again."
+        )
+
+
+def build_image(spec: ImageSpec, base_image: str, console: Console, root: Path = ROOT) -> BuiltImage:
+    """Assemble the context in a temp dir and `docker build` it, streaming progress to stderr."""
+    commit = git_commit(root)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"mlops-{spec.name}-context-") as tmp:
+        context = assemble_context(spec, Path(tmp), root)
+        cmd = [
+            "docker",
+            "build",
+            "--network",
+            "host",
+            "-f",
+            str(context / spec.dockerfile),
+            "--build-arg",
+            f"BASE_IMAGE={base_image}",
+            "--build-arg",
+            f"GIT_COMMIT={commit}",
+            "-t",
+            spec.tag,
+            str(context),
+        ]
+        tail: deque[str] = deque(maxlen=40)
+        with console.status(f"building {spec.tag}") as status:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            )
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip()
+                tail.append(line)
+                if line.startswith("Step "):
+                    status.update(f"building {spec.tag}: {line[:100]}")
+                    console.print(f"[dim]{spec.name}[/] {line[:160]}", highlight=False)
+            code = proc.wait()
+    if code != 0:
+        raise ImageBuildError(
+            f"docker build of {spec.tag} from {spec.dockerfile} failed (exit {code}). "
+            "Last lines:\n" + "\n".join(tail)
+        )
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", spec.tag, "--format", "{{.Id}} {{.Size}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    image_id, size = inspect.stdout.split()
+    return BuiltImage(
+        spec.name, spec.tag, image_id, int(size), round(time.monotonic() - started, 1), base_image, commit
+    )
+
+
+@app.command("build")
+def build(
+    only: Annotated[str | None, typer.Option(help="Build one image: training or serving.")] = None,
+    base_image: Annotated[
+        str, typer.Option(help="Base image (a registry user may pass python:3.11-slim-bookworm).")
+    ] = DEFAULT_BASE_IMAGE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Build the training image and the serving image (or only one), and print their sizes."""
+    console = Console(stderr=True)
+    if only is not None and only not in IMAGES:
+        console.print(f"[red]--only {only!r} is not an image; choose one of {', '.join(IMAGES)}.[/]")
+        raise typer.Exit(2)
+    wanted = [IMAGES[only]] if only else list(IMAGES.values())
+    built: list[BuiltImage] = []
+    missing: list[dict[str, str]] = []
+    try:
+        ensure_docker()
+        ensure_base_image(base_image, console)
+        for spec in wanted:
+            if not (ROOT / spec.dockerfile).is_file():
+                reason = f"{spec.dockerfile} does not exist yet, so {spec.tag} was NOT built"
+                console.print(f"[yellow]images: {reason}[/]")
+                missing.append({"name": spec.name, "dockerfile": spec.dockerfile, "reason": reason})
+                continue
+            image = build_image(spec, base_image, console)
+            console.print(f"images: {image.tag} {image.size_bytes / 1e6:.0f} MB in {image.build_seconds} s")
+            built.append(image)
+    except ImageBuildError as err:
+        console.print(f"[red]images: {err}[/]")
+        raise typer.Exit(1) from err
+    if as_json:
+        typer.echo(json.dumps({"images": [asdict(b) for b in built], "missing": missing}))
+    else:
+        for b in built:
+            typer.echo(f"{b.tag}\t{b.image_id[7:19]}\t{b.size_bytes / 1e6:.0f} MB\t{b.build_seconds} s")
+    if missing:
+        raise typer.Exit(1)

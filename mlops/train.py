@@ -1,0 +1,282 @@
+"""`mlops train local`: a real SageMaker local-mode training job (SDK 3.x ModelTrainer) with the ML image."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from mlops.paths import state_dir
+
+app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
+
+TRAINING_IMAGE = "mlops-training:latest"
+ROLE_ARN = "arn:aws:iam::123456789012:role/mlops-local-training"
+
+
+class LocalTrainingError(RuntimeError):
+    """A local training job could not run or failed; the message says why and what to do."""
+
+
+def write_channels(
+    ratings: pd.DataFrame, movies: pd.DataFrame, users: pd.DataFrame | None, dest: Path
+) -> dict[str, Path]:
+    """Write docs/contracts.md section 5 channels: each user's last rating held out for validation."""
+    from features.compute import movie_features, user_features
+
+    ordered = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
+    last = ordered.groupby("user_id").tail(1).index
+    train = ordered.drop(index=last).reset_index(drop=True)
+    validation = ordered.loc[last].reset_index(drop=True)
+    channels = {name: dest / name for name in ("train", "validation", "catalog", "features")}
+    for path in channels.values():
+        path.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(channels["train"] / "ratings.parquet", index=False)
+    validation.to_parquet(channels["validation"] / "ratings.parquet", index=False)
+    movies.to_parquet(channels["catalog"] / "movies.parquet", index=False)
+    if users is not None:
+        users.to_parquet(channels["catalog"] / "users.parquet", index=False)
+    # Features as of the split: computed from the training ratings only, so validation does not leak.
+    user_features(train, movies).to_parquet(channels["features"] / "user_features.parquet", index=False)
+    movie_features(train, movies).to_parquet(channels["features"] / "movie_features.parquet", index=False)
+    return channels
+
+
+def docker_host_address() -> str:
+    """The host's address on Docker's default bridge: where containers reach servers on the host."""
+    proc = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise LocalTrainingError(
+            f"`docker network inspect bridge` failed: {proc.stderr.strip()}; is Docker running?"
+        )
+    config = json.loads(proc.stdout)[0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    # Docker gives the bridge the subnet's first address when no gateway is configured explicitly.
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def mlflow_server(store: Path, host: str, port: int | None = None, log: Path | None = None) -> Iterator[str]:
+    """Run `mlflow server` on host:port over a SQLite store with artifacts in `store`; yield its URI."""
+    store.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    uri = f"http://{host}:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{store.resolve() / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store.resolve() / "mlartifacts"),
+        "--serve-artifacts",
+        "--allowed-hosts",
+        f"{host}:{port},{host},localhost:{port},127.0.0.1:{port}",
+    ]
+    log_file = (log or store / "server.log").open("ab")
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise LocalTrainingError(f"mlflow server exited with {proc.returncode}; see {log_file.name}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalTrainingError(
+                    f"mlflow server on {uri} did not answer within 120 s; see {log_file.name}"
+                )
+            time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    """What a local-mode training job left behind."""
+
+    job_name: str
+    model_artifact: Path
+    output_artifact: Path
+    model_dir: Path
+    seconds: float
+    failure: str | None
+
+
+def run_local_job(
+    channels: dict[str, Path],
+    hyperparameters: dict[str, str],
+    workdir: Path,
+    *,
+    image: str = TRAINING_IMAGE,
+    environment: dict[str, str] | None = None,
+    instance_count: int = 1,
+) -> LocalJob:
+    """Run a SageMaker local-mode training job (ModelTrainer, LOCAL_CONTAINER) and unpack its model."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    from sagemaker.core.training.configs import Compute, InputData
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The container runs as a non-root user: the directories local mode mounts for it to write must
+    # be writable by that user (SDK-created ones are root-owned 0755).
+    job_name = f"mlops-train-{time.strftime('%Y%m%d-%H%M%S')}"
+    for sub in [
+        "model",
+        *(f"algo-{i}/{d}" for i in range(1, instance_count + 1) for d in ("output", "output/data")),
+    ]:
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+        (workdir / sub).chmod(0o777)
+    trainer = ModelTrainer(
+        training_mode=Mode.LOCAL_CONTAINER,
+        training_image=image,
+        compute=Compute(instance_type="local", instance_count=instance_count),
+        hyperparameters=hyperparameters,
+        environment=environment or {},
+        base_job_name="mlops-train",
+        role=ROLE_ARN,
+        local_container_root=str(workdir),
+    )
+    inputs = [
+        InputData(channel_name=name, data_source=str(path.resolve())) for name, path in channels.items()
+    ]
+    started = time.monotonic()
+    failure = None
+    try:
+        trainer.train(input_data_config=inputs, wait=True)
+    except Exception as err:  # the container's own reason is in output/failure, read below
+        failure = f"{type(err).__name__}: {err}"
+    seconds = round(time.monotonic() - started, 1)
+    artifacts = workdir / "compressed_artifacts"
+    model_tar, output_tar = artifacts / "model.tar.gz", artifacts / "output.tar.gz"
+    model_dir = workdir / "unpacked-model"
+    if model_tar.is_file():
+        with tarfile.open(model_tar) as tar:
+            tar.extractall(model_dir, filter="data")
+    if output_tar.is_file():
+        with tarfile.open(output_tar) as tar:
+            names = tar.getnames()
+            if "failure" in names:
+                member = tar.extractfile("failure")
+                failure = member.read().decode() if member else failure
+    _prune_exited_containers(image)
+    return LocalJob(job_name, model_tar, output_tar, model_dir, seconds, failure)
+
+
+def _prune_exited_containers(image: str) -> None:
+    # Local mode leaves its exited containers behind (ENVIRONMENT.md); remove ours only.
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "status=exited", "--filter", f"ancestor={image}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", *ids], capture_output=True, check=False)
+
+
+@app.command("local")
+def train_local(
+    dataset: Annotated[str, typer.Option(help="Dataset fetched by `mlops data fetch`.")] = "ml-100k",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
+    image: Annotated[str, typer.Option(help="Training image.")] = TRAINING_IMAGE,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI reachable from the container; default: an MLflow "
+            "server started for the job over the state dir's store."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Train on a dataset in SageMaker local mode with the ML image and report the model's metrics."""
+    from mlops.data.tables import dataset_version, load_tables
+
+    console = Console(stderr=True)
+    tables = load_tables(dataset)
+    run_dir = state_dir() / "local-training" / time.strftime("%Y%m%d-%H%M%S")
+    with console.status("writing channels"):
+        channels = write_channels(tables.ratings, tables.movies, tables.users, run_dir / "channels")
+    hp = {"epochs": str(epochs), "dataset": dataset, "dataset_version": dataset_version(dataset)}
+    env = {"MLOPS_GIT_COMMIT": _git_commit()}
+
+    def go(uri: str) -> LocalJob:
+        hp["mlflow_tracking_uri"] = uri
+        with console.status(f"local-mode training job in {image} (tracking: {uri})"):
+            return run_local_job(channels, hp, run_dir / "job", image=image, environment=env)
+
+    if tracking_uri:
+        job = go(tracking_uri)
+    else:
+        with mlflow_server(state_dir() / "mlflow-server", docker_host_address()) as uri:
+            job = go(uri)
+    if job.failure or not (job.model_dir / "metadata.json").is_file():
+        console.print(f"[red]train: the job failed: {job.failure or 'no model was written'}[/]")
+        raise typer.Exit(1)
+    metadata = json.loads((job.model_dir / "metadata.json").read_text())
+    summary: dict[str, Any] = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
+        "metrics": metadata.get("metrics", {}),
+        "tracking": metadata.get("tracking", {}),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for key, value in summary["metrics"].items():
+            typer.echo(f"{key}\t{value:.4f}")
+        typer.echo(f"model\t{job.model_artifact}\nmlflow run\t{summary['tracking'].get('run_id')}")
+
+
+def _git_commit() -> str:
+    from mlops.images import git_commit
+
+    return git_commit()
