@@ -280,7 +280,29 @@ def _online_count(repo: FeastRepo, view: FeatureView) -> int:
 
 
 def historical_features(store: FeatureStore, entity_df: pd.DataFrame, view: FeatureView) -> pd.DataFrame:
-    """Feast's point-in-time join of `entity_df` (join key + event_timestamp) with every feature of a view."""
+    """Feast's point-in-time join of `entity_df` (join key + event_timestamp) with every feature of a view.
+
+    Returns one row per entity row, in `entity_df`'s order, with nulls where no feature row lies in
+    [entity time - TTL, entity time]. Feast 0.67's file (Dask) offline store drops such entity rows
+    when the entity has feature rows elsewhere in time (its TTL filter runs after the left join);
+    joining its answer back onto the entity rows restores them instead of losing them silently.
+    """
+    row_col = "__entity_row"
+    if row_col in entity_df.columns:
+        raise ValueError(f"entity_df must not have a column named {row_col!r}: it is used to keep row order")
+    missing = [c for c in (view.join_key, view.event_time_column) if c not in entity_df.columns]
+    if missing:
+        raise ValueError(
+            f"entity_df lacks {missing} (has {list(entity_df.columns)}); give one row per lookup"
+        )
+    left = entity_df.reset_index(drop=True)
+    left[row_col] = range(len(left))
     refs = [f"{view.name}:{name}" for name in view.feature_names]
-    frame: pd.DataFrame = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
-    return frame
+    got = store.get_historical_features(entity_df=left, features=refs).to_df()
+    found = got[[row_col, *view.feature_names]]
+    if found[row_col].duplicated().any():
+        raise RuntimeError(
+            "Feast returned several feature rows for one entity row; the offline data has duplicates"
+        )
+    joined = left.merge(found, on=row_col, how="left", validate="one_to_one")
+    return joined.sort_values(row_col).drop(columns=row_col).reset_index(drop=True)
