@@ -36,11 +36,12 @@ class Service:
     pid: int
     port: int
     log: str
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        """Its base URL on 127.0.0.1."""
-        return f"http://127.0.0.1:{self.port}"
+        """Its base URL."""
+        return f"http://{self.host}:{self.port}"
 
 
 def free_port() -> int:
@@ -101,9 +102,7 @@ def _wait_until_up(service: Service, process: subprocess.Popen[bytes], timeout: 
     )
 
 
-def _spawn(
-    name: str, command: list[str], port: int, timeout: float, env: dict[str, str] | None = None
-) -> Service:
+def _spawn(name: str, command: list[str], port: int, timeout: float, host: str = "127.0.0.1") -> Service:
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
@@ -113,9 +112,8 @@ def _spawn(
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() ends its children too
-            env={**os.environ, **(env or {})},
         )
-    service = Service(name=name, pid=process.pid, port=port, log=str(log))
+    service = Service(name=name, pid=process.pid, port=port, log=str(log), host=host)
     _wait_until_up(service, process, timeout)
     return service
 
@@ -131,20 +129,21 @@ def start_moto(port: int | None = None, *, record: bool = True) -> Service:
     return service
 
 
-def start_mlflow(port: int | None = None, *, record: bool = True) -> Service:
-    """Start an MLflow tracking server on 127.0.0.1, its store under the state dir."""
+def start_mlflow(port: int | None = None, *, host: str = "127.0.0.1", record: bool = True) -> Service:
+    """Start an MLflow tracking server on `host` (a local address), its store under the state dir."""
     port = port or free_port()
     store = state_dir() / "mlflow"
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [
         str(mlflow), "server",
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", host, "--port", str(port),
+        "--allowed-hosts", ",".join(f"{h},{h}:{port}" for h in sorted({host, "127.0.0.1", "localhost"})),
         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
         "--artifacts-destination", str(store / "artifacts"),
         "--workers", "1",
     ]  # fmt: skip
-    service = _spawn("mlflow", command, port, timeout=120)
+    service = _spawn("mlflow", command, port, timeout=120, host=host)
     if record:
         _record({**recorded(), "mlflow": service})
     return service

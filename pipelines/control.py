@@ -87,8 +87,10 @@ def status(client: SageMakerClient, execution_arn: str) -> dict[str, Any]:
         "failure_reason": described.get("FailureReason"),
         "steps": [],
     }
+    # A single attempt: moto answers 500 (not implemented), and retrying that only adds minutes.
+    lister = _one_attempt(client)
     try:
-        steps = client.list_pipeline_execution_steps(PipelineExecutionArn=execution_arn)
+        steps = lister.list_pipeline_execution_steps(PipelineExecutionArn=execution_arn)
     except (client.exceptions.ClientError, NotImplementedError) as error:
         # moto does not implement ListPipelineExecutionSteps; say so instead of showing no steps.
         out["steps_unavailable"] = str(error).splitlines()[0]
@@ -102,6 +104,19 @@ def status(client: SageMakerClient, execution_arn: str) -> dict[str, Any]:
         for step in steps["PipelineExecutionSteps"]
     ]
     return out
+
+
+def _one_attempt(client: SageMakerClient) -> SageMakerClient:
+    """A copy of the client that does not retry."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "sagemaker",
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
 
 
 def latest_execution(client: SageMakerClient, settings: PipelineSettings) -> str:

@@ -228,7 +228,7 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
     # Train: the ML image's training entry point, on the channels of contract section 5.
     hyperparameters: dict[str, Any] = dict(settings.hyperparameters)
     hyperparameters.update(dataset=params.dataset, dataset_version=params.dataset_version)
-    environment: dict[str, Any] = {"GIT_COMMIT": params.git_commit}
+    environment: dict[str, Any] = {"MLOPS_GIT_COMMIT": params.git_commit}
     if settings.mlflow_tracking_uri:
         environment["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
     trainer = ModelTrainer(

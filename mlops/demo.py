@@ -1,0 +1,331 @@
+"""`make demo`: the whole loop on this machine, and `make demo-down` to stop what it started.
+
+Docker and the images, the moto server and MLflow (left running, recorded in the state dir),
+MovieLens, the pipeline in local mode, approval in the registry, a local endpoint (serving image,
+SageMaker LocalSession on port 8080), then recommendations, metrics and where to look next. The
+endpoint is torn down at the end unless `--serve` keeps it up in the foreground until Ctrl-C.
+A failure or Ctrl-C stops every stand-in and container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlops import standins
+from mlops.paths import ROOT
+
+console = Console(stderr=True)
+ENDPOINT = "mlops-demo"
+PORT = 8080
+DEMO_USERS = (1, 42, 196)
+DEMO_EPOCHS = "3"
+
+
+class DemoError(RuntimeError):
+    """A demo stage failed; the message says which and what to do."""
+
+
+def _mlops(*args: str) -> None:
+    """Run the project's own CLI (another room's command group) as a child process."""
+    command = [str(Path(sys.executable).with_name("mlops")), *args]
+    done = subprocess.run(command, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise DemoError(
+            f"`mlops {' '.join(args)}` failed with exit code {done.returncode}; see its output above"
+        )
+
+
+def ensure_docker() -> None:
+    """Make sure a Docker engine answers (scripts/docker-up.sh installs and starts one as root)."""
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+        return
+    if subprocess.run(["bash", str(ROOT / "scripts" / "docker-up.sh")], check=False).returncode != 0:
+        raise DemoError("no Docker engine answers and scripts/docker-up.sh could not start one")
+
+
+def _docker_bridge_ip() -> str:
+    """The host's address on Docker's default bridge: local-mode containers reach the host there."""
+    done = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    address = done.stdout.strip()
+    if done.returncode != 0 or not address:
+        raise DemoError(f"cannot find Docker's bridge gateway address: {done.stderr.strip()}")
+    return address
+
+
+def ensure_standins() -> tuple[standins.Service, standins.Service]:
+    """Reuse the recorded moto and MLflow servers when they answer, else start them."""
+    recorded = standins.recorded()
+    moto = recorded.get("moto")
+    if moto is None or not standins.alive(moto):
+        moto = standins.start_moto()
+    mlflow = recorded.get("mlflow")
+    if mlflow is None or not standins.alive(mlflow):
+        # Bound to the Docker bridge address, not 127.0.0.1: the training container logs to it.
+        mlflow = standins.start_mlflow(host=_docker_bridge_ip())
+    return moto, mlflow
+
+
+def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 (the local endpoint on 127.0.0.1)
+        url, data=data, headers={"Content-Type": "application/json"}, method="POST" if data else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def deploy(model_data_url: str, image: str, role: str) -> Any:
+    """Serve the model with SageMaker's LocalSession on port 8080; return the session."""
+    import boto3
+    from sagemaker.core.local import LocalSession
+
+    from pipelines.local import host_user
+
+    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"))
+    host_user(session)
+    client = session.sagemaker_client
+    _delete_endpoint(session)
+    client.create_model(
+        ModelName=ENDPOINT,
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url},
+    )
+    client.create_endpoint_config(
+        EndpointConfigName=ENDPOINT,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": ENDPOINT,
+                "InitialInstanceCount": 1,
+                "InstanceType": "local",
+            }
+        ],
+    )
+    client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+    return session
+
+
+def _delete_endpoint(session: Any) -> None:
+    client = session.sagemaker_client
+    for call, kwargs in (
+        (client.delete_endpoint, {"EndpointName": ENDPOINT}),
+        (client.delete_endpoint_config, {"EndpointConfigName": ENDPOINT}),
+        (client.delete_model, {"ModelName": ENDPOINT}),
+    ):
+        # Absent is the state we want, whatever the local client says about it.
+        with contextlib.suppress(Exception):
+            call(**kwargs)
+
+
+def recommend(users: tuple[int, ...]) -> dict[int, list[dict[str, Any]]]:
+    """Top-10 movies for each user from the local endpoint."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for user in users:
+        answer = _http_json(f"http://127.0.0.1:{PORT}/invocations", {"user_id": user, "k": 10})
+        recs = answer.get("recommendations") if isinstance(answer, dict) else None
+        if recs is None and isinstance(answer, dict) and answer.get("predictions"):
+            recs = answer["predictions"][0].get("recommendations")
+        if not recs:
+            raise DemoError(f"the endpoint answered user {user} without recommendations: {str(answer)[:300]}")
+        out[user] = recs
+    return out
+
+
+def _metrics_table(evaluation: dict[str, Any]) -> Table:
+    table = Table(title="Test split: model vs baselines")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("baseline is", justify="left")
+    rating = evaluation["baselines"]["rating"]
+    popularity = evaluation["baselines"]["popularity"]
+    regression = evaluation["regression_metrics"]
+    ranking = evaluation["ranking_metrics"]
+    rows = [
+        ("RMSE (lower is better)", regression["rmse"]["value"], rating["rmse"], "biased"),
+        ("MAE (lower is better)", regression["mae"]["value"], rating["mae"], "biased"),
+        ("HitRate@10", ranking["hit_rate_at_10"]["value"], popularity["hit_rate_at_10"], "popularity"),
+        ("NDCG@10", ranking["ndcg_at_10"]["value"], popularity["ndcg_at_10"], "popularity"),
+    ]
+    for name, model, base, kind in rows:
+        table.add_row(name, f"{model:.4f}", f"{base:.4f}", kind)
+    return table
+
+
+def run(serve: bool) -> dict[str, Any]:
+    """The whole demo; returns what it printed, as data."""
+    from pipelines import registry
+    from pipelines.local import LOCAL_ROLE, local_settings, run_local
+
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def lap(name: str, start: float) -> None:
+        timings[name] = round(time.monotonic() - start, 1)
+
+    with console.status("[1/7] Docker engine") as status:
+        start = time.monotonic()
+        ensure_docker()
+        lap("docker", start)
+        status.update("[2/7] images (Docker's layer cache makes a rebuild of unchanged code quick)")
+    start = time.monotonic()
+    _mlops("images", "build")
+    lap("images", start)
+
+    with console.status("[3/7] moto server and MLflow"):
+        start = time.monotonic()
+        moto, mlflow = ensure_standins()
+        os.environ.update(standins.aws_environment(moto))
+        lap("standins", start)
+    console.print(f"moto server {moto.url}, MLflow {mlflow.url}")
+
+    console.print("[4/7] MovieLens ml-100k")
+    start = time.monotonic()
+    _mlops("data", "fetch", "--dataset", "ml-100k")
+    lap("data", start)
+
+    console.print("[5/7] pipeline in local mode (Prepare, Train, Evaluate, quality check), then register")
+    start = time.monotonic()
+    result = run_local(
+        dataset="ml-100k",
+        console=console,
+        settings_overrides={
+            "mlflow_tracking_uri": mlflow.url,
+            "hyperparameters": {"epochs": os.environ.get("MLOPS_DEMO_EPOCHS", DEMO_EPOCHS), "seed": "42"},
+        },
+    )
+    lap("pipeline", start)
+
+    with console.status("[6/7] approve the model package"):
+        import boto3
+
+        sm = boto3.client("sagemaker", region_name="us-east-1")
+        registry.approve(sm, result.model_package_arn, "approved by make demo")
+        approval = sm.describe_model_package(ModelPackageName=result.model_package_arn)["ModelApprovalStatus"]
+
+    console.print(f"[7/7] deploy to a local endpoint on port {PORT} (serving image, LocalSession)")
+    start = time.monotonic()
+    settings = local_settings()
+    session = deploy(result.model_data_url, settings.serving_image_uri, LOCAL_ROLE)
+    lap("deploy", start)
+    try:
+        recommendations = recommend(DEMO_USERS)
+        for user, recs in recommendations.items():
+            table = Table(title=f"Top 10 for user {user}")
+            table.add_column("#", justify="right")
+            table.add_column("title")
+            table.add_column("score", justify="right")
+            for i, rec in enumerate(recs, 1):
+                table.add_row(str(i), str(rec.get("title")), f"{float(rec.get('score', 0.0)):.3f}")
+            console.print(table)
+        console.print(_metrics_table(result.evaluation))
+        timings["total"] = round(time.monotonic() - t0, 1)
+        console.print(
+            "\n[bold]Where to look next[/bold]\n"
+            f"  model package   {result.model_package_arn} ({approval})\n"
+            f"  lineage         dataset {result.dataset_version}, git {result.git_commit}, "
+            f"MLflow run {result.evaluation['lineage']['mlflow_run_id']}\n"
+            f"  MLflow UI       {mlflow.url}  (the run, its plots and the logged model)\n"
+            f"  endpoint        http://127.0.0.1:{PORT}/invocations  "
+            f'(e.g. curl -d \'{{"user_id": 42, "k": 10}}\' ...), metrics at http://127.0.0.1:{PORT}/metrics\n'
+            f"  AWS stand-in    {moto.url} (AWS_ENDPOINT_URL for boto3 / the aws CLI)\n"
+            f"  timings (s)     {timings}\n"
+            "  stop it all     make demo-down"
+        )
+        if serve:
+            console.print(f"serving on http://127.0.0.1:{PORT} until Ctrl-C ...")
+            while True:
+                time.sleep(3600)
+    finally:
+        _delete_endpoint(session)
+        from pipelines.local import prune_containers
+
+        prune_containers()
+    return {
+        "model_package_arn": result.model_package_arn,
+        "reused_pipeline_run": result.reused,
+        "evaluation": result.evaluation,
+        "recommendations": {str(k): v for k, v in recommendations.items()},
+        "timings": timings,
+    }
+
+
+def down() -> list[str]:
+    """Stop the recorded stand-ins and any demo container."""
+    stopped = standins.stop_recorded()
+    from pipelines.local import prune_containers
+
+    containers = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            "ancestor=mlops-serving:latest",
+            "--filter",
+            "ancestor=mlops-training:latest",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, check=False)
+        stopped.append(f"{len(containers)} container(s)")
+    prune_containers()
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mlops.demo [--down] [--serve] [--json]`."""
+    parser = argparse.ArgumentParser(prog="mlops.demo", description=__doc__)
+    parser.add_argument("--down", action="store_true", help="stop everything `make demo` started")
+    parser.add_argument("--serve", action="store_true", help="keep the endpoint up until Ctrl-C")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args(argv)
+    if args.down:
+        stopped = down()
+        console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return 0
+    if shutil.which("docker") is None:
+        console.print(
+            "[red]error:[/red] the docker client is not installed; run `make docker` (Debian) first"
+        )
+        return 2
+    try:
+        summary = run(serve=args.serve)
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping everything the demo started")
+        down()
+        return 130
+    except Exception as error:
+        console.print(f"[red]demo failed:[/red] {error}")
+        console.print("stopping everything the demo started")
+        down()
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

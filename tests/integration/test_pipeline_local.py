@@ -1,0 +1,119 @@
+"""The local pipeline run through the real CLI: Docker local mode, S3 and the registry on moto."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from mlops import standins
+from mlops.paths import ROOT
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+GROUP = "mlops-movielens"
+
+
+@pytest.fixture(scope="module")
+def moto_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    os.environ["MLOPS_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    server = standins.start_moto(record=False)  # raises (fails the test) when it cannot start
+    try:
+        yield {**os.environ, **standins.aws_environment(server)}
+    finally:
+        standins.stop(server)
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    # The step scripts are baked into the ML image: build it from this checkout (layer cache).
+    done = subprocess.run([MLOPS, "images", "build", "--only", "training"], cwd=ROOT, check=False)
+    assert done.returncode == 0, "`mlops images build --only training` failed; see its output"
+
+
+@pytest.fixture(scope="module")
+def quick_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("settings") / "settings.json"
+    path.write_text(json.dumps({"hyperparameters": {"epochs": "3", "seed": "42"}}))
+    return path
+
+
+def _sagemaker(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+
+
+def _run(env: dict[str, str], settings: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MLOPS, "pipeline", "run", "--local", "--dataset", "ml-100k", "--settings", str(settings), "--json"],
+        env=env, capture_output=True, text=True, timeout=3600, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_corrupted_data_fails_at_prepare_and_registers_nothing(
+    moto_env: dict[str, str], images: None, quick_settings: Path, tmp_path: Path
+) -> None:
+    fetched = subprocess.run([MLOPS, "data", "fetch", "--dataset", "ml-100k"], env=moto_env, check=False)
+    assert fetched.returncode == 0
+    from mlops.data.tables import raw_dir
+
+    corrupted = tmp_path / "data"
+    shutil.copytree(raw_dir("ml-100k"), corrupted / "raw" / "ml-100k")
+    ratings = corrupted / "raw" / "ml-100k" / "u.data"
+    lines = ratings.read_text().splitlines()
+    user, movie, _, stamp = lines[10].split("\t")
+    lines[10] = "\t".join([user, movie, "9", stamp])  # a rating outside 1..5
+    ratings.write_text("\n".join(lines) + "\n")
+
+    done = _run({**moto_env, "MLOPS_DATA_DIR": str(corrupted)}, quick_settings)
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["failed_step"] == "Prepare"
+    assert "rating_out_of_range" in report["reason"], report["reason"]
+    assert [s["name"] for s in report["steps"]] == ["Prepare"]
+    packages = _sagemaker(moto_env).list_model_packages(ModelPackageGroupName=GROUP)
+    assert packages["ModelPackageSummaryList"] == []
+
+
+def test_local_run_registers_model_with_metrics_and_lineage(
+    moto_env: dict[str, str], images: None, quick_settings: Path
+) -> None:
+    done = _run(moto_env, quick_settings)
+    assert done.returncode == 0, done.stderr[-5000:]
+    result = json.loads(done.stdout)
+    assert [s["name"] for s in result["steps"]] == ["Prepare", "Train", "Evaluate", "CheckQuality"]
+    assert all(s["status"] == "Succeeded" for s in result["steps"])
+
+    package = _sagemaker(moto_env).describe_model_package(ModelPackageName=result["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    metadata = package["CustomerMetadataProperties"]
+    from mlops.data.tables import raw_dir
+    from mlops.data.versioning import dir_md5
+
+    assert metadata["dataset_version"] == dir_md5(raw_dir("ml-100k"))
+    assert metadata["git_commit"] == result["git_commit"] and len(result["git_commit"]) >= 40
+    assert metadata["mlflow_run_id"] not in ("", "none")
+    assert metadata["pipeline_execution"].startswith("local:mlops-movielens-training/")
+    evaluation = result["evaluation"]
+    assert float(metadata["metric_rmse"]) == pytest.approx(
+        evaluation["regression_metrics"]["rmse"]["value"], abs=1e-6
+    )
+    assert evaluation["regression_metrics"]["rmse"]["value"] < evaluation["baselines"]["rating"]["rmse"]
+    hit_rate = evaluation["ranking_metrics"]["hit_rate_at_10"]["value"]
+    assert hit_rate > evaluation["baselines"]["popularity"]["hit_rate_at_10"]
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    assert statistics == result["evaluation_uri"] and statistics.endswith("/evaluation.json")
+
+    # Same dataset version and commit: the second run reuses the registered model.
+    again = _run(moto_env, quick_settings)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(again.stdout)
+    assert second["reused"] is True and second["model_package_arn"] == result["model_package_arn"]
