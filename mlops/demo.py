@@ -32,7 +32,7 @@ console = Console(stderr=True)
 ENDPOINT = "mlops-demo"
 PORT = 8080
 DEMO_USERS = (1, 42, 196)
-DEMO_EPOCHS = "3"
+DEMO_EPOCHS = "5"
 
 
 class DemoError(RuntimeError):
@@ -107,7 +107,7 @@ def deploy(model_data_url: str, image: str, role: str) -> Any:
     client.create_model(
         ModelName=ENDPOINT,
         ExecutionRoleArn=role,
-        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url},
+        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url, "Environment": {}},
     )
     client.create_endpoint_config(
         EndpointConfigName=ENDPOINT,

@@ -145,7 +145,7 @@ def run(
             "`mlops pipeline start`"
         )
         raise typer.Exit(2)
-    from pipelines import local as local_run
+    from pipelines.local import LocalRunError, run_local
 
     overrides: dict[str, str] = {}
     for item in param or []:
@@ -155,10 +155,13 @@ def run(
             raise typer.Exit(2)
         overrides[name] = value
     try:
-        result = local_run.run_local(
+        result = run_local(
             dataset=dataset, settings_path=settings, parameter_overrides=overrides, console=_err
         )
-    except local_run.LocalRunError as error:
+    except ValueError as error:
+        _err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    except LocalRunError as error:
         _err.print(f"[red]pipeline failed:[/red] {error}")
         if as_json:
             sys.stdout.write(json.dumps(error.as_dict(), sort_keys=True, default=str) + "\n")
