@@ -66,9 +66,19 @@ def _docker_bridge_ip() -> str:
         check=False,
     )
     address = done.stdout.strip()
-    if done.returncode != 0 or not address:
-        raise DemoError(f"cannot find Docker's bridge gateway address: {done.stderr.strip()}")
-    return address
+    if done.returncode == 0 and address and address != "<no value>":
+        return address
+    # The engine leaves Gateway out of IPAM when it picked it itself; docker0 carries it then.
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=False
+    )
+    for word in shown.stdout.split():
+        if "/" in word and word.count(".") == 3:
+            return word.split("/")[0]
+    raise DemoError(
+        f"cannot find the host's address on Docker's bridge (inspect: {done.stderr.strip() or address!r}, "
+        f"ip: {shown.stderr.strip() or shown.stdout.strip()!r}); the training container reaches MLflow there"
+    )
 
 
 def ensure_standins() -> tuple[standins.Service, standins.Service]:
