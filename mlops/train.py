@@ -111,7 +111,7 @@ def mlflow_server(store: Path, host: str, port: int | None = None, log: Path | N
     log_file = (log or store / "server.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while True:
             if proc.poll() is not None:
                 raise LocalTrainingError(f"mlflow server exited with {proc.returncode}; see {log_file.name}")
@@ -123,7 +123,7 @@ def mlflow_server(store: Path, host: str, port: int | None = None, log: Path | N
                 pass
             if time.monotonic() > deadline:
                 raise LocalTrainingError(
-                    f"mlflow server on {uri} did not answer within 120 s; see {log_file.name}"
+                    f"mlflow server on {uri} did not answer within 600 s; see {log_file.name}"
                 )
             time.sleep(0.5)
         yield uri

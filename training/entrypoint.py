@@ -42,6 +42,11 @@ def run(env: SageMakerEnv, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     from training.distributed import strategy_for
 
     strategy = strategy_for(resource)
+    if strategy is not None:
+        _log(
+            f"distributed: MultiWorkerMirroredStrategy, worker {resource.worker_index} of "
+            f"{len(resource.hosts)}, {strategy.num_replicas_in_sync} replicas in sync"
+        )
     _log(f"host {resource.current_host} of {list(resource.hosts)}; hyperparameters {hp.model_dump()}")
 
     from training.checkpoints import CheckpointCallback, CheckpointStore
