@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlops.data.schema import DATASETS, GENRES
 from mlops.data.validate import REASONS, validate_dataset
@@ -210,3 +212,32 @@ def test_all_files_empty(name):
     v = validate_dataset(spec, {f.name: b"" for f in spec.files}, now=NOW)
     assert sorted(e.file for e in v.file_errors) == sorted(f.name for f in spec.files)
     assert all(len(t) == 0 for t in v.tables.values())
+
+
+_FIELD = st.sampled_from(["1", "2", "3", "99", "0", "-1", "4.5", "x", "", "881250949", "9999999999", "é"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(_FIELD, min_size=0, max_size=6), st.sampled_from(["\t", "|"])),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_every_row_is_accounted_for(rows, final_newline):
+    lines = [sep.join(fields) for fields, sep in rows]
+    data = "\n".join(lines).encode() + (b"\n" if final_newline and lines else b"")
+    v = validate_dataset(ML100K, _files(u_data=data), now=NOW)
+    ratings = v.reports["ratings"]
+    # A row is a line ended by "\n", plus a non-empty unterminated tail.
+    expected_rows = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    assert ratings.rows_in == expected_rows
+    assert (
+        ratings.rows_in == ratings.accepted + ratings.rejected == len(v.tables["ratings"]) + ratings.rejected
+    )
+    assert sum(ratings.reasons.values()) == ratings.rejected
+    assert {r.reason for r in v.rejections} <= set(REASONS)
+    assert sorted(r.line for r in v.rejections if r.file == "u.data") == sorted(
+        set(r.line for r in v.rejections if r.file == "u.data")
+    )
