@@ -102,7 +102,14 @@ def _wait_until_up(service: Service, process: subprocess.Popen[bytes], timeout: 
     )
 
 
-def _spawn(name: str, command: list[str], port: int, timeout: float, host: str = "127.0.0.1") -> Service:
+def _spawn(
+    name: str,
+    command: list[str],
+    port: int,
+    timeout: float,
+    host: str = "127.0.0.1",
+    env: dict[str, str] | None = None,
+) -> Service:
     logs = state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
@@ -112,6 +119,7 @@ def _spawn(name: str, command: list[str], port: int, timeout: float, host: str =
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() ends its children too
+            env={**os.environ, **(env or {})},
         )
     service = Service(name=name, pid=process.pid, port=port, log=str(log), host=host)
     _wait_until_up(service, process, timeout)
@@ -143,7 +151,11 @@ def start_mlflow(port: int | None = None, *, host: str = "127.0.0.1", record: bo
         "--artifacts-destination", str(store / "artifacts"),
         "--workers", "1",
     ]  # fmt: skip
-    service = _spawn("mlflow", command, port, timeout=120, host=host)
+    # No job execution: it forks huey consumers in their own sessions (outliving a process-group
+    # stop) and slows start-up; tracking runs and the UI do not need it.
+    service = _spawn(
+        "mlflow", command, port, timeout=300, host=host, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    )
     if record:
         _record({**recorded(), "mlflow": service})
     return service
