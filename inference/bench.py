@@ -124,7 +124,7 @@ def measure_server(
     out: dict[str, Any] = {"saturation": asdict(sat), "fixed": {}}
     for rate in rates:
         if sat.requests_per_s < rate:
-            out["fixed"][str(int(rate))] = {"skipped": f"saturates at {sat.requests_per_s:.0f} requests/s"}
+            out["fixed"][str(int(rate))] = {"skipped": f"saturates at {sat.requests_per_s:.1f} requests/s"}
             continue
         _log(f"{name}: fixed rate {rate:.0f}/s for 5 s")
         r: FixedRate = fixed_rate(host, int(port), path, body, rate, 5.0)
