@@ -11,7 +11,7 @@ ML := .venv/bin
 CDK := .venv-cdk/bin
 
 .PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
-        lint demo demo-down bench bench-serve synth
+        lint demo demo-down bench bench-serve synth deploy-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,8 +61,11 @@ lint: setup ## ruff and mypy on both sides
 	$(ML)/mypy mlops features pipelines training inference
 	$(CDK)/mypy infra app.py
 
-synth: setup-cdk setup-node ## Synthesize every environment's stacks
-	npx cdk synth --all --quiet
+synth: setup-cdk setup-node ## Synthesize every environment's stacks (cdk-nag checks run too)
+	time npx cdk synth --quiet
+
+deploy-local: setup-cdk setup-node ## Start a moto server (left running) and cdk-deploy the dev stacks to it
+	$(CDK)/python -m infra.local.deploy --start-server
 
 demo: setup docker ## Run the whole loop locally
 	$(ML)/python -m mlops.demo

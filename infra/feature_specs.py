@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from features.sagemaker import feature_group_specs as exported_specs
 from infra.constructs.feature_group import FeatureGroupSpec
 
 
 def feature_group_specs() -> list[FeatureGroupSpec]:
-    """One spec per feature view of `features.definition`."""
-    from features.definition import FEATURE_VIEWS
-
-    types = {"int64": "Integral", "float64": "Fractional", "string": "String"}
-    out = []
-    for view in FEATURE_VIEWS:
-        feats = [{"FeatureName": view.join_key, "FeatureType": "Integral"}]
-        feats += [{"FeatureName": f.name, "FeatureType": types[f.dtype]} for f in view.features]
-        feats.append({"FeatureName": view.event_time_column, "FeatureType": "String"})
-        out.append(
-            FeatureGroupSpec(view.name, view.join_key, view.event_time_column, feats, view.description)
+    """One spec per feature view of `features.definition`, exactly as `features.sagemaker` exports it."""
+    return [
+        FeatureGroupSpec(
+            name=spec["FeatureGroupName"],
+            record_identifier=spec["RecordIdentifierFeatureName"],
+            event_time=spec["EventTimeFeatureName"],
+            features=[dict(f) for f in spec["FeatureDefinitions"]],
+            description=spec["Description"],
         )
-    return out
+        for spec in exported_specs()
+    ]

@@ -48,6 +48,8 @@ def acknowledge_findings(stage: EnvironmentStage) -> None:
     s = stage.settings
     arn = f"arn:<AWS::Partition>:{{service}}:{s.region}:{s.account}:"
     sagemaker = arn.format(service="sagemaker")
+    glue_tables = f"{arn.format(service='glue')}table/sagemaker_featurestore/{s.prefix.replace('-', '_')}*"
+    jobs = "Pipeline steps name their jobs and models pipelines-<execution>-..."
     _ack(
         stage.features.offline_role,
         {
@@ -58,37 +60,37 @@ def acknowledge_findings(stage: EnvironmentStage) -> None:
                     )
                 }
             ),
-            f"Resource::{arn.format(service='glue')}table/sagemaker_featurestore/{s.prefix.replace('-', '_')}*": (
-                "Feature Store names its Glue tables <group>_<creation time>; the prefix limits them to this project"
+            f"Resource::{glue_tables}": (
+                "Feature Store names Glue tables <group>_<creation time>; the prefix keeps them ours"
             ),
         },
     )
     execution = {
         **_grants(
             {
-                f"{s.bucket_name('raw')}/*": "Training reads any version of the raw data it is pointed at",
-                f"{s.bucket_name('artifacts')}/*": "Pipeline steps write their outputs under per-execution prefixes",
+                f"{s.bucket_name('raw')}/*": "Training reads any raw data version it is pointed at",
+                f"{s.bucket_name('artifacts')}/*": "Pipeline steps write under per-execution prefixes",
                 f"{s.bucket_name('capture')}/*": "The drift job reads captured requests under dated prefixes",
             }
         ),
         "Resource::*": (
-            "ecr:GetAuthorizationToken has no resource-level permission; cloudwatch:PutMetricData has none either "
+            "ecr:GetAuthorizationToken has no resource-level permission; cloudwatch:PutMetricData has none "
             "and is limited by a cloudwatch:namespace condition"
         ),
         f"Resource::{arn.format(service='logs')}log-group:/aws/sagemaker/*": (
             "SageMaker jobs log to /aws/sagemaker/<job type> groups whose streams are named per job"
         ),
-        f"Resource::{sagemaker}training-job/pipelines-*": "Pipeline steps name their jobs pipelines-<execution>-...",
-        f"Resource::{sagemaker}processing-job/pipelines-*": "Pipeline steps name their jobs pipelines-<execution>-...",
-        f"Resource::{sagemaker}model/pipelines-*": "Pipeline model steps name their models pipelines-<execution>-...",
+        f"Resource::{sagemaker}training-job/pipelines-*": jobs,
+        f"Resource::{sagemaker}processing-job/pipelines-*": jobs,
+        f"Resource::{sagemaker}model/pipelines-*": jobs,
         f"Resource::{sagemaker}model-package/{s.model_package_group_name}/*": (
             "Every version of this project's one model package group"
         ),
-        f"Resource::{sagemaker}feature-group/{s.prefix}-*": "The feature groups of this project and environment",
+        f"Resource::{sagemaker}feature-group/{s.prefix}-*": "Feature groups of this project and environment",
     }
     if s.mlflow_enabled:
         execution["Action::sagemaker-mlflow:*"] = (
-            "Logging runs uses many MLflow API actions; the statement is limited to this environment's tracking server"
+            "Logging runs uses many MLflow API actions; the statement names this environment's server only"
         )
     _ack(stage.ml_platform.role, execution)
     if s.mlflow_enabled:

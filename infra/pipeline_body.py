@@ -1,4 +1,4 @@
-"""The pipeline definition the CfnPipeline embeds: the pipeline room's builder, with CloudFormation placeholders."""
+"""The pipeline definition the CfnPipeline embeds: the pipeline room's builder, with Fn::Sub placeholders."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ PLACEHOLDERS = {
 class DeployValues:
     """The deploy-time values that replace the placeholders."""
 
-    role_arn: str
     artifact_bucket: str
     training_image: str
     serving_image: str
@@ -43,7 +42,7 @@ def pipeline_settings_kwargs(settings: EnvironmentSettings, values: DeployValues
     return {
         "pipeline_name": settings.pipeline_name,
         "region": settings.region,
-        "role_arn": values.role_arn,
+        "role_arn": execution_role_arn(settings),
         "bucket": values.artifact_bucket,
         "training_image_uri": values.training_image,
         "serving_image_uri": values.serving_image,
@@ -74,7 +73,6 @@ def placeholder_body(settings: EnvironmentSettings) -> str:
     body = definition_body(
         settings,
         DeployValues(
-            role_arn=execution_role_arn(settings),
             artifact_bucket=PLACEHOLDERS["ArtifactBucket"],
             training_image=PLACEHOLDERS["TrainingImage"],
             serving_image=PLACEHOLDERS["ServingImage"],

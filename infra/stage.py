@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.constructs.feature_group import FeatureGroupSpec
+from infra.pipeline_body import execution_role_arn
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import DataStack
 from infra.stacks.features import FeaturesStack
@@ -63,12 +64,14 @@ class EnvironmentStage(cdk.Stage):
                 "Serving",
                 settings=settings,
                 key=self.data.key,
-                role=self.ml_platform.role,
+                # By its fixed ARN, not a cross-stack token, so Serving deploys without updating MlPlatform.
+                role_arn=execution_role_arn(settings),
                 alarm_names=self.observability.names,
                 stack_name=f"{settings.prefix}-serving",
             )
             # The rollback alarms are referred to by name, so the dependency must be stated.
             self.serving.add_dependency(self.observability)
+            self.serving.add_dependency(self.ml_platform)
         # Buckets are referred to by name (see project_bucket), so these dependencies must be stated too.
         self.features.add_dependency(self.data)
         self.ml_platform.add_dependency(self.data)

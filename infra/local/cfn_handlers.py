@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from moto.core.common_models import CloudFormationModel
 
@@ -29,7 +29,7 @@ class _Resource(CloudFormationModel):  # type: ignore[misc]
 
     CFN_TYPE = ""
     NAME_PROPERTY = ""
-    ATTRIBUTES: dict[str, str] = {}
+    ATTRIBUTES: ClassVar[dict[str, str]] = {}
 
     def __init__(self, physical_id: str, attributes: dict[str, str] | None = None) -> None:
         self._physical_id = physical_id
@@ -90,7 +90,7 @@ def _sagemaker(account_id: str, region_name: str) -> Any:
 class FeatureGroupResource(_Resource):
     """AWS::SageMaker::FeatureGroup."""
 
-    ATTRIBUTES = {"FeatureGroupName": "", "FeatureGroupArn": ""}
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"FeatureGroupName": "", "FeatureGroupArn": ""}
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -124,7 +124,7 @@ class FeatureGroupResource(_Resource):
 class ModelPackageGroupResource(_Resource):
     """AWS::SageMaker::ModelPackageGroup (Ref is the ARN, as in AWS)."""
 
-    ATTRIBUTES = {"ModelPackageGroupArn": ""}
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"ModelPackageGroupArn": ""}
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -182,7 +182,7 @@ class PipelineResource(_Resource):
 class AlarmResource(_Resource):
     """AWS::CloudWatch::Alarm, single-metric or metric math."""
 
-    ATTRIBUTES = {"Arn": ""}
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"Arn": ""}
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -327,7 +327,7 @@ class ScalingPolicyResource(_Resource):
 class ScheduleResource(_Resource):
     """AWS::Scheduler::Schedule."""
 
-    ATTRIBUTES = {"Arn": ""}
+    ATTRIBUTES: ClassVar[dict[str, str]] = {"Arn": ""}
 
     @staticmethod
     def cloudformation_type() -> str:
@@ -439,8 +439,34 @@ class SubscriptionResource(_Resource):
         return cls(subscription.arn)
 
 
-def _versioned_buckets() -> None:
-    """moto's CloudFormation bucket ignores VersioningConfiguration: apply it through the S3 backend."""
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule in the shape moto's S3 API parser produces."""
+    out: dict[str, Any] = {
+        "ID": rule.get("Id"),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": rule["ExpirationInDays"]}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        }
+    if "NoncurrentVersionTransitions" in rule:
+        out["NoncurrentVersionTransition"] = [
+            {"NoncurrentDays": t["TransitionInDays"], "StorageClass": t["StorageClass"]}
+            for t in rule["NoncurrentVersionTransitions"]
+        ]
+    if "AbortIncompleteMultipartUpload" in rule:
+        out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return out
+
+
+def _bucket_configuration() -> None:
+    """moto's CloudFormation bucket applies only encryption and tags: apply the rest through the S3 backend.
+
+    Versioning, public access block, lifecycle rules and access logging, each as the S3 API would.
+    """
     from moto.s3.models import FakeBucket, s3_backends
 
     original = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -454,9 +480,29 @@ def _versioned_buckets() -> None:
         **kwargs: Any,
     ) -> Any:
         bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        status = _props(cloudformation_json).get("VersioningConfiguration", {}).get("Status")
+        backend = s3_backends[account_id]["aws"]
+        props = _props(cloudformation_json)
+        status = props.get("VersioningConfiguration", {}).get("Status")
         if status:
-            s3_backends[account_id]["aws"].put_bucket_versioning(bucket.name, status)
+            backend.put_bucket_versioning(bucket.name, status)
+        if "PublicAccessBlockConfiguration" in props:
+            block = {k: str(v).lower() for k, v in props["PublicAccessBlockConfiguration"].items()}
+            backend.put_public_access_block(bucket.name, block)
+        rules = props.get("LifecycleConfiguration", {}).get("Rules")
+        if rules:
+            backend.put_bucket_lifecycle(bucket.name, [_lifecycle_rule(rule) for rule in rules])
+        logging = props.get("LoggingConfiguration")
+        if logging:
+            target = {"TargetBucket": logging["DestinationBucketName"]}
+            if "LogFilePrefix" in logging:
+                target["TargetPrefix"] = logging["LogFilePrefix"]
+            if target["TargetBucket"] not in backend.buckets:
+                raise ValueError(
+                    f"bucket {bucket.name}: access-log target {target['TargetBucket']} does not exist"
+                )
+            # Not put_bucket_logging: moto checks the target's policy at once, but the template creates
+            # that policy after the buckets it names (it refers to their ARNs), as CloudFormation allows.
+            bucket.logging = target
         return bucket
 
     FakeBucket.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign]
@@ -487,7 +533,7 @@ def _conditional_statements_neutral() -> None:
 
 
 def _kms_key_template_shapes() -> None:
-    """moto's CloudFormation key passes template Tags ({Key, Value}) where its backend wants TagKey/TagValue."""
+    """moto's CloudFormation key passes template Tags ({Key, Value}); its backend wants TagKey/TagValue."""
     from moto.kms.models import Key
 
     original = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -562,7 +608,7 @@ def register() -> list[str]:
     """Make moto's CloudFormation know the handlers; return the resource types added."""
     from moto.cloudformation import parsing
 
-    _versioned_buckets()
+    _bucket_configuration()
     _conditional_statements_neutral()
     _kms_key_template_shapes()
     _change_sets_export_outputs()

@@ -75,7 +75,7 @@ class MlPlatformStack(Stack):
             self,
             "ModelPackageGroup",
             model_package_group_name=settings.model_package_group_name,
-            model_package_group_description=f"MovieLens recommender ({settings.name}); deploy approved versions only",
+            model_package_group_description=f"MovieLens recommender ({settings.name})",
         )
         self._role_policy(settings)
         self.pipeline = self._pipeline(settings, artifact_bucket)

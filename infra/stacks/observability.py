@@ -1,4 +1,4 @@
-"""Observability stack: the KMS-encrypted topic, every alarm, one dashboard, and the registry's Approved rule."""
+"""Observability stack: the encrypted topic, every alarm, one dashboard, the registry's Approved rule."""
 
 from __future__ import annotations
 

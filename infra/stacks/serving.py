@@ -7,7 +7,6 @@ from typing import Any
 from aws_cdk import Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -27,7 +26,7 @@ class ServingStack(Stack):
         *,
         settings: EnvironmentSettings,
         key: kms.IKey,
-        role: iam.IRole,
+        role_arn: str,
         alarm_names: AlarmNames,
         **kwargs: Any,
     ) -> None:
@@ -62,7 +61,7 @@ class ServingStack(Stack):
         self.model = sagemaker.CfnModel(
             self,
             "Model",
-            execution_role_arn=role.role_arn,
+            execution_role_arn=role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 model_package_name=settings.model_package_arn
             ),

@@ -1,0 +1,243 @@
+"""Each stack's key properties, read from the one synthesized app (all three environments)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra.pipeline_body import DeployValues, definition_body, execution_role_arn
+from infra.settings import EnvironmentSettings, parse_environment
+
+from .conftest import Synth, test_context
+
+STAGES = ("Dev", "Staging", "Prod")
+
+
+def settings_of(stage: str) -> EnvironmentSettings:
+    env = stage.lower()
+    return parse_environment(env, test_context()["environments"][env])
+
+
+def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_data_key_rotates_and_buckets_are_named_per_environment(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    template = Template.from_json(synth.template(stage, "Data"))
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    names = {b["BucketName"] for b in resources(synth.template(stage, "Data"), "AWS::S3::Bucket")}
+    assert names == {s.bucket_name(p) for p in ("raw", "artifacts", "capture", "access-logs")}
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {"BucketName": s.bucket_name("raw"), "VersioningConfiguration": {"Status": "Enabled"}},
+    )
+
+
+def test_feature_groups_match_the_exporter(synth: Synth) -> None:
+    from features.sagemaker import feature_group_specs
+
+    groups = {
+        g["FeatureGroupName"]: g
+        for g in resources(synth.template("Dev", "Features"), "AWS::SageMaker::FeatureGroup")
+    }
+    s = settings_of("Dev")
+    exported = feature_group_specs()
+    assert set(groups) == {s.feature_group_name(spec["FeatureGroupName"]) for spec in exported}
+    for spec in exported:
+        group = groups[s.feature_group_name(spec["FeatureGroupName"])]
+        assert group["FeatureDefinitions"] == spec["FeatureDefinitions"]
+        assert group["RecordIdentifierFeatureName"] == spec["RecordIdentifierFeatureName"]
+        assert group["OnlineStoreConfig"]["SecurityConfig"]["KmsKeyId"]
+        assert group["OfflineStoreConfig"]["TableFormat"] == "Iceberg"
+
+
+def test_pipeline_body_is_the_builders_output_with_deploy_time_values(synth: Synth) -> None:
+    s = settings_of("Dev")
+    (pipeline,) = resources(synth.template("Dev", "MlPlatform"), "AWS::SageMaker::Pipeline")
+    body, values = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    assert pipeline["PipelineName"] == s.pipeline_name
+    assert set(values) == {"ArtifactBucket", "TrainingImage", "ServingImage"}
+    assert values["ArtifactBucket"] == s.bucket_name("artifacts")
+    assert s.images is not None and values["TrainingImage"] == s.images.training_uri
+    # Fn::Sub resolves the placeholders to exactly what the builder makes for the same values.
+    resolved = body
+    for name, value in values.items():
+        resolved = resolved.replace("${" + name + "}", value)
+    expected = definition_body(
+        s, DeployValues(values["ArtifactBucket"], values["TrainingImage"], values["ServingImage"])
+    )
+    assert resolved == expected
+    definition = json.loads(expected)
+    assert execution_role_arn(s) in expected
+    assert {p["Name"] for p in definition["Parameters"]} >= {"InputDataUri"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_execution_role_is_scoped_to_the_project(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    template = synth.template(stage, "MlPlatform")
+    (role,) = [
+        r
+        for r in resources(template, "AWS::IAM::Role")
+        if r.get("RoleName") == f"{s.prefix}-sagemaker-execution"
+    ]
+    assert "ManagedPolicyArns" not in role
+    policy_text = json.dumps(resources(template, "AWS::IAM::Policy"))
+    assert "FullAccess" not in policy_text
+    assert f"model-package/{s.model_package_group_name}/*" in policy_text
+    assert f"feature-group/{s.prefix}-*" in policy_text
+    # Only statements whose actions have no resource-level permissions may name every resource.
+    for policy in resources(template, "AWS::IAM::Policy"):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement["Resource"] == "*":
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                assert set(actions) <= {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}, statement
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_schedule_starts_only_this_pipeline(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    template = synth.template(stage, "MlPlatform")
+    (schedule,) = resources(template, "AWS::Scheduler::Schedule")
+    assert schedule["ScheduleExpression"] == s.retraining_schedule
+    assert schedule["Target"]["Arn"]["Fn::Join"][1][-1].endswith(f":pipeline/{s.pipeline_name}")
+    schedule_policies = [
+        p
+        for p in resources(template, "AWS::IAM::Policy")
+        if "sagemaker:StartPipelineExecution" in json.dumps(p)
+    ]
+    (policy,) = schedule_policies
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sagemaker:StartPipelineExecution"
+
+
+def test_mlflow_and_studio_follow_the_environment(synth: Synth) -> None:
+    kinds = {
+        stage: {r["Type"] for r in synth.template(stage, "MlPlatform")["Resources"].values()}
+        for stage in STAGES
+    }
+    assert "AWS::SageMaker::MlflowTrackingServer" not in kinds["Dev"]
+    assert "AWS::SageMaker::MlflowTrackingServer" in kinds["Staging"]
+    assert "AWS::SageMaker::Domain" in kinds["Prod"]
+    assert "AWS::SageMaker::Domain" not in kinds["Staging"]
+    Template.from_json(synth.template("Prod", "MlPlatform")).has_resource_properties(
+        "AWS::SageMaker::Domain", {"AppNetworkAccessType": "VpcOnly", "KmsKeyId": Match.any_value()}
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_serving_capture_guardrails_scaling(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    template = Template.from_json(synth.template(stage, "Serving"))
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {"PrimaryContainer": {"ModelPackageName": s.model_package_arn}, "EnableNetworkIsolation": True},
+    )
+    template.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": Match.any_value(),
+            "DataCaptureConfig": {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": s.data_capture_percent,
+                "DestinationS3Uri": f"s3://{s.bucket_name('capture')}/capture",
+                "KmsKeyId": Match.any_value(),
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::SageMaker::Endpoint",
+        {
+            "EndpointName": s.endpoint_name,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "CANARY",
+                        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": s.canary_percent},
+                        "WaitIntervalInSeconds": s.canary_wait_seconds,
+                    },
+                    "TerminationWaitInSeconds": s.termination_wait_seconds,
+                },
+                "AutoRollbackConfiguration": {
+                    "Alarms": [
+                        {"AlarmName": f"{s.prefix}-endpoint-5xx"},
+                        {"AlarmName": f"{s.prefix}-endpoint-p99-latency"},
+                    ]
+                },
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ResourceId": f"endpoint/{s.endpoint_name}/variant/AllTraffic",
+            "MinCapacity": s.endpoint_min_instances,
+            "MaxCapacity": s.endpoint_max_instances,
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": s.invocations_per_instance_target,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+            },
+        },
+    )
+
+
+def test_vpc_only_where_the_environment_asks(synth: Synth) -> None:
+    prod = settings_of("Prod")
+    assert prod.vpc is not None
+    Template.from_json(synth.template("Prod", "Serving")).has_resource_properties(
+        "AWS::SageMaker::Model",
+        {"VpcConfig": {"Subnets": prod.vpc.subnet_ids, "SecurityGroupIds": Match.any_value()}},
+    )
+    (group,) = resources(synth.template("Prod", "Serving"), "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group
+    assert "VpcConfig" not in resources(synth.template("Dev", "Serving"), "AWS::SageMaker::Model")[0]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_alarms_dashboard_topic_and_approved_rule(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    raw = synth.template(stage, "Observability")
+    template = Template.from_json(raw)
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    alarms = resources(raw, "AWS::CloudWatch::Alarm")
+    assert {a["AlarmName"] for a in alarms} == {
+        f"{s.prefix}-endpoint-{x}"
+        for x in ("5xx", "4xx-rate", "p99-latency", "invocations-low", "cpu", "memory")
+    } | {f"{s.prefix}-pipeline-failed"}
+    assert all(a["ActionsEnabled"] is True and a["AlarmActions"] for a in alarms)
+    (dashboard,) = resources(raw, "AWS::CloudWatch::Dashboard")
+    body = json.dumps(dashboard["DashboardBody"])
+    alarm_ids = [lid for lid, r in raw["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    for logical_id in alarm_ids:
+        # The status widget and the alarm's own widget both refer to it.
+        assert body.count(f'"{logical_id}"') >= 2, logical_id
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {
+                    "ModelPackageGroupName": [s.model_package_group_name],
+                    "ModelApprovalStatus": ["Approved"],
+                },
+            },
+            "Targets": [Match.object_like({"Arn": Match.any_value()})],
+        },
+    )
