@@ -6,11 +6,9 @@ import http.client
 import json
 import math
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-
-import pandas as pd
 
 
 class FeatureLookupError(RuntimeError):
@@ -51,20 +49,20 @@ class InMemoryFeatureStore:
     blocking = False
 
     def __init__(
-        self, table: pd.DataFrame, feature_names: Sequence[str], source: str = "<DataFrame>"
+        self, columns: Mapping[str, Sequence[Any]], feature_names: Sequence[str], source: str = "<columns>"
     ) -> None:
-        if "user_id" not in table.columns:
-            raise ValueError(
-                f"user features from {source} lack the user_id column; found {list(table.columns)}"
-            )
-        cols = [n for n in feature_names if n in table.columns]
-        # Latest row per user when the snapshot holds several event times.
-        if "event_timestamp" in table.columns:
-            table = table.sort_values("event_timestamp")
-        table = table.drop_duplicates("user_id", keep="last")
+        if "user_id" not in columns:
+            raise ValueError(f"user features from {source} lack the user_id column; found {list(columns)}")
+        names = [n for n in feature_names if n in columns]
+        order = range(len(columns["user_id"]))
+        if "event_timestamp" in columns:
+            # Latest row per user when the snapshot holds several event times (later rows overwrite).
+            ts = columns["event_timestamp"]
+            order = sorted(order, key=lambda i: (ts[i] is not None, ts[i] if ts[i] is not None else 0))  # type: ignore[assignment]
         self._rows: dict[int, dict[str, float]] = {}
-        for uid, values in zip(table["user_id"].tolist(), table[cols].to_dict("records"), strict=True):
-            self._rows[int(uid)] = {str(k): f for k, v in values.items() if (f := _number(v)) is not None}
+        for i in order:
+            values = {n: f for n in names if (f := _number(columns[n][i])) is not None}
+            self._rows[int(columns["user_id"][i])] = values
 
     @classmethod
     def from_parquet(cls, path: Path, feature_names: Sequence[str]) -> InMemoryFeatureStore:
@@ -74,7 +72,9 @@ class InMemoryFeatureStore:
                 f"user feature file {path} does not exist; point MLOPS_SERVE_FEATURE_SOURCE at a "
                 "Parquet file of user features (e.g. the training job's features/user_features.parquet)"
             )
-        return cls(pd.read_parquet(path), feature_names, str(path))
+        import pyarrow.parquet as pq
+
+        return cls(pq.read_table(path).to_pydict(), feature_names, str(path))
 
     def get_user_features(self, user_id: int) -> dict[str, float] | None:
         """The user's features, None for a user absent from the snapshot."""

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 log = logging.getLogger("inference.model")
 
@@ -196,20 +195,27 @@ def _read_rated(path: Path, n_movies: int, warnings: list[str]) -> RatedMovies:
     return RatedMovies(users, indptr, idx)
 
 
-def _read_catalog(path: Path, movie_ids: I64) -> pd.DataFrame:
+def _read_catalog(path: Path, movie_ids: I64) -> dict[str, list[Any]]:
+    # pyarrow, not pandas: importing pandas costs the container seconds of start-up for one small table.
+    import pyarrow.parquet as pq
+
     file = path / "catalog.parquet"
     if not file.is_file():
         raise ModelDirError(f"{file} is missing; re-export the model with training.export")
-    cat = pd.read_parquet(file)
-    missing = [c for c in CATALOG_COLUMNS if c not in cat.columns]
+    names = pq.read_schema(file).names
+    missing = [c for c in CATALOG_COLUMNS if c not in names]
     if missing:
         raise ModelDirError(f"{file} lacks the columns {missing} (contract section 3)")
-    cat = cat.drop_duplicates("movie_id").set_index("movie_id")
-    absent = np.setdiff1d(movie_ids, cat.index.to_numpy())
-    if len(absent):
-        raise ModelDirError(f"{file} lacks {len(absent)} movies of towers.npz, e.g. {absent[:5].tolist()}")
+    cols = pq.read_table(file, columns=list(CATALOG_COLUMNS)).to_pydict()
+    row_of: dict[int, int] = {}
+    for i, m in enumerate(cols["movie_id"]):
+        row_of.setdefault(int(m), i)
+    absent = [m for m in movie_ids.tolist() if m not in row_of]
+    if absent:
+        raise ModelDirError(f"{file} lacks {len(absent)} movies of towers.npz, e.g. {absent[:5]}")
     # Reorder to the towers' row order so that row i of every array is the same movie.
-    return cat.loc[movie_ids]
+    order = [row_of[m] for m in movie_ids.tolist()]
+    return {c: [cols[c][i] for i in order] for c in CATALOG_COLUMNS}
 
 
 def load_model_dir(path: Path) -> ModelArtifacts:
@@ -244,7 +250,7 @@ def load_model_dir(path: Path) -> ModelArtifacts:
         feature_std=t["feature_std"].astype(np.float32),
         titles=[str(x) for x in cat["title"]],
         genres=genres,
-        popularity_rank=cat["popularity_rank"].to_numpy(np.int64),
+        popularity_rank=np.array([-1 if r is None else r for r in cat["popularity_rank"]], np.int64),
         rated=rated,
         warnings=warnings,
     )

@@ -124,7 +124,7 @@ def test_in_memory_store_keeps_the_latest_row_per_user_and_drops_non_numbers():
             "user_rating_mean": [4.0, 2.0, float("nan")],
         }
     )
-    store = InMemoryFeatureStore(table, NAMES)
+    store = InMemoryFeatureStore(table.to_dict("list"), NAMES)
     assert store.get_user_features(1) == {"user_rating_count": 5.0, "user_rating_mean": 4.0}
     assert store.get_user_features(2) == {"user_rating_count": 9.0}
     assert store.get_user_features(3) is None
