@@ -13,7 +13,10 @@ def feature_group_specs() -> list[FeatureGroupSpec]:
             name=spec["FeatureGroupName"],
             record_identifier=spec["RecordIdentifierFeatureName"],
             event_time=spec["EventTimeFeatureName"],
-            features=[dict(f) for f in spec["FeatureDefinitions"]],
+            features=[
+                {"FeatureName": f["FeatureName"], "FeatureType": f["FeatureType"]}
+                for f in spec["FeatureDefinitions"]
+            ],
             description=spec["Description"],
         )
         for spec in exported_specs()

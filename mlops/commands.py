@@ -14,6 +14,7 @@ _GROUPS: list[tuple[str, str]] = [
     ("images", "mlops.images"),
     ("train", "mlops.train"),
     ("pipeline", "pipelines.cli"),
+    ("infra", "infra.cli"),
 ]
 
 

@@ -231,7 +231,8 @@ class AlarmResource(_Resource):
                     )
                 )
         name = p.get("AlarmName") or resource_name
-        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+        backend: Any = cloudwatch_backends[account_id][region_name]
+        alarm = backend.put_metric_alarm(
             name=name,
             namespace=p.get("Namespace"),
             metric_name=p.get("MetricName"),
@@ -346,7 +347,8 @@ class ScheduleResource(_Resource):
 
         p = _props(cloudformation_json)
         name = p.get("Name") or resource_name
-        schedule = scheduler_backends[account_id][region_name].create_schedule(
+        backend: Any = scheduler_backends[account_id][region_name]
+        schedule = backend.create_schedule(
             description=p.get("Description"),
             end_date=p.get("EndDate"),
             flexible_time_window=p["FlexibleTimeWindow"],
@@ -505,7 +507,7 @@ def _bucket_configuration() -> None:
             bucket.logging = target
         return bucket
 
-    FakeBucket.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign]
+    setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create))  # noqa: B010
 
 
 def _conditional_statements_neutral() -> None:
@@ -555,7 +557,7 @@ def _kms_key_template_shapes() -> None:
         )
         return key
 
-    Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign]
+    setattr(Key, "create_from_cloudformation_json", classmethod(create))  # noqa: B010
 
 
 def _change_sets_export_outputs() -> None:
@@ -601,7 +603,7 @@ def _sagemaker_names_from_template() -> None:
         (models.FakeEndpointConfig, "EndpointConfigName"),
         (models.Model, "ModelName"),
     ):
-        cls.cloudformation_name_type = staticmethod(lambda prop=prop: prop)
+        setattr(cls, "cloudformation_name_type", staticmethod(lambda prop=prop: prop))  # noqa: B010
 
 
 def register() -> list[str]:
