@@ -475,6 +475,7 @@ def _bucket_configuration() -> None:
 
     def create(
         cls: type[Any],
+        /,
         resource_name: str,
         cloudformation_json: dict[str, Any],
         account_id: str,
@@ -542,6 +543,7 @@ def _kms_key_template_shapes() -> None:
 
     def create(
         cls: type[Any],
+        /,
         resource_name: str,
         cloudformation_json: dict[str, Any],
         account_id: str,
