@@ -49,7 +49,8 @@ def wrk_saturation(url: str, body: bytes, seconds: int = 10, connections: int = 
             f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*a"); f:close()\n'
         )
         proc = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+            # A 30 s timeout instead of wrk's 2 s: a slow server's answers must count, not vanish as errors.
+            [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script), url],
             capture_output=True,
             text=True,
             check=False,
