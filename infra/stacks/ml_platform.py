@@ -25,6 +25,10 @@ _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com[^/]*/(
 # What the image build contexts must not carry (large, secret or generated).
 _ASSET_EXCLUDES = [
     ".git",
+    ".dvc",
+    ".hypothesis",
+    "tests",
+    "docs",
     ".venv",
     ".venv-cdk",
     "node_modules",
