@@ -11,7 +11,7 @@ ML := .venv/bin
 CDK := .venv-cdk/bin
 
 .PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
-        lint demo demo-down bench bench-serve synth deploy-local
+        lint demo demo-down bench bench-serve bench-model synth deploy-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -73,7 +73,10 @@ demo: setup docker ## Run the whole loop locally
 demo-down: setup-ml ## Stop everything `make demo` started
 	$(ML)/python -m mlops.demo --down
 
-bench: setup docker bench-serve ## Every benchmark, figures side by side with their peers
+bench: setup docker bench-serve bench-model ## Every benchmark, figures side by side with their peers
+
+bench-model: setup-ml ## Model: ml-100k 5-fold RMSE/MAE and HR@10/NDCG@10 beside baselines, ml-1m time and memory
+	$(ML)/python -m training.bench
 
 bench-serve: setup-ml docker ## Serving: our server vs mlflow models serve, p50/p99 at fixed rates, in-process floor, image
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null || { echo "bench-serve: install wrk (apt-get install -y wrk)" >&2; exit 1; }

@@ -103,7 +103,7 @@ def fit(
     """Train on `data.ratings`, validate on `data.validation` (if any), and fold the result into towers.
 
     Deterministic for a given `hp.seed`: weights start from `keras.utils.set_random_seed(hp.seed)` and
-    epoch e's shuffle, negatives and id dropout come from seed (hp.seed, e), so a run resumed at
+    epoch e's shuffle and id dropout come from seed (hp.seed, e), so a run resumed at
     `initial_epoch=e` (with epoch e's weights and optimizer restored, e.g. by a callback's
     `on_train_begin`) ends where an uninterrupted run does.
     """
@@ -123,7 +123,7 @@ def fit(
         losses: dict[str, Any] = {"rating": keras.losses.MeanSquaredError()}
         weights = {"rating": 1.0}
         if hp.ranking_weight > 0:
-            losses["ranking"] = keras.losses.BinaryCrossentropy(from_logits=True)
+            losses["ranking"] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             weights["ranking"] = hp.ranking_weight
         model.compile(
             optimizer=keras.optimizers.Adam(lr),
@@ -302,9 +302,15 @@ def _prepare(data: TrainingData) -> _Prepared:
 
     seen = np.zeros(movie_ids.size + 1, np.float32)
     seen[np.unique(m_rows)] = 1.0
-    # CSR of user row -> rated movie rows, with an empty row 0 for the unknown user.
-    order = np.lexsort((m_rows, u_rows))
-    pairs = np.unique(np.stack([u_rows[order], m_rows[order]], axis=1), axis=0)
+    # CSR of user row -> rated movie rows (row 0, the unknown user, is empty), ordered by movie row;
+    # recency counts back from the user's latest rating (a repeated pair keeps its latest time).
+    pair_frame = (
+        pd.DataFrame({"u": u_rows, "m": m_rows, "t": ratings["timestamp"].to_numpy(dtype=np.int64)})
+        .groupby(["u", "m"], sort=True, as_index=False)["t"]
+        .max()
+    )
+    pair_frame["recency"] = pair_frame.groupby("u")["t"].rank(method="first", ascending=False) - 1
+    pairs = pair_frame[["u", "m"]].to_numpy(dtype=np.int64)
     counts = np.bincount(pairs[:, 0], minlength=user_ids.size + 1)
     splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
@@ -316,6 +322,7 @@ def _prepare(data: TrainingData) -> _Prepared:
         movie_seen=seen,
         rated_splits=splits,
         rated_rows=pairs[:, 1].astype(np.int32),
+        rated_recency=pair_frame["recency"].to_numpy(dtype=np.int32),
         global_mean=float(ratings["rating"].mean()),
     )
     rated = {
@@ -390,15 +397,11 @@ def _train_dataset(p: _Prepared, hp: Hyperparameters, initial_epoch: int) -> tf.
     movies = tf.constant(p.train_movies)
     ratings = tf.constant(p.train_ratings)
     n = int(p.train_users.size)
-    n_movies = p.tables.n_movies
     seed = hp.seed
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
         e32 = tf.cast(e, tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([seed, e32])))
-        negatives = tf.random.stateless_uniform(
-            [n], seed=tf.stack([seed + 1, e32]), minval=1, maxval=n_movies + 1, dtype=tf.int32
-        )
         keep = tf.cast(
             tf.random.stateless_uniform([n], seed=tf.stack([seed + 2, e32])) >= hp.id_dropout, tf.float32
         )
@@ -409,8 +412,7 @@ def _train_dataset(p: _Prepared, hp: Hyperparameters, initial_epoch: int) -> tf.
         }
         y = {"rating": tf.gather(ratings, order)}
         if hp.ranking_weight > 0:
-            x["negative_index"] = negatives
-            y["ranking"] = tf.ones([n], tf.float32)
+            y["ranking"] = tf.gather(movies, order)
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(hp.batch_size)
 
     return tf.data.Dataset.range(initial_epoch, hp.epochs).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
@@ -426,9 +428,7 @@ def _eval_dataset(p: _Prepared, hp: Hyperparameters) -> tf.data.Dataset:
     }
     y: dict[str, npt.NDArray[Any]] = {"rating": p.val_ratings}
     if hp.ranking_weight > 0:
-        rng = np.random.default_rng(hp.seed)
-        x["negative_index"] = rng.integers(1, p.tables.n_movies + 1, size=n).astype(np.int32)
-        y["ranking"] = np.ones(n, np.float32)
+        y["ranking"] = p.val_movies
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(max(hp.batch_size, 4096))
 
 

@@ -17,31 +17,51 @@ class Hyperparameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = Field(42, ge=0, description="Seed of weights, shuffles and negative samples.")
-    epochs: int = Field(30, ge=1, le=1000, description="Epochs of the full training set.")
-    batch_size: int = Field(1024, ge=1, le=1_048_576, description="Ratings per gradient step.")
-    learning_rate: float = Field(3e-3, gt=0.0, le=1.0, description="Adam's peak learning rate.")
-    lr_decay: bool = Field(True, description="Cosine-decay the learning rate to 5% over the run.")
-    embedding_dim: int = Field(64, ge=1, le=1024, description="Size of user and movie vectors.")
-    l2_embedding: float = Field(0.05, ge=0.0, description="L2 on the id vectors in each batch.")
-    l2_bias: float = Field(0.005, ge=0.0, description="L2 on the id biases in each batch.")
-    l2_feature: float = Field(1e-4, ge=0.0, description="L2 on the feature weights (user and movie side).")
-    implicit: bool = Field(True, description="SVD++-like term: a user is also the movies they rated.")
+    seed: int = Field(
+        default=42, ge=0, description="Seed of the initial weights, the shuffles and the id dropout."
+    )
+    epochs: int = Field(default=8, ge=1, le=1000, description="Epochs of the full training set.")
+    batch_size: int = Field(default=1024, ge=1, le=1_048_576, description="Ratings per gradient step.")
+    learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0, description="Adam's peak learning rate.")
+    lr_decay: bool = Field(default=True, description="Cosine-decay the learning rate to 5% over the run.")
+    embedding_dim: int = Field(default=64, ge=1, le=1024, description="Size of user and movie vectors.")
+    l2_embedding: float = Field(default=0.05, ge=0.0, description="L2 on the id vectors in each batch.")
+    l2_bias: float = Field(default=0.005, ge=0.0, description="L2 on the id biases in each batch.")
+    l2_feature: float = Field(
+        default=1e-4, ge=0.0, description="L2 on the feature weights (user and movie side)."
+    )
+    implicit: bool = Field(default=True, description="SVD++-like term: a user is also the movies they rated.")
+    implicit_half_life: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="The implicit term halves a rating's weight every this many ratings back (0: equal).",
+    )
     ranking_weight: float = Field(
-        0.05, ge=0.0, description="Weight of the pairwise ranking (BPR) loss beside the rating MSE."
+        default=0.05,
+        ge=0.0,
+        description="Weight of the ranking loss (softmax over the catalog) beside the rating MSE.",
+    )
+    ranking_temperature: float = Field(
+        default=0.1, gt=0.0, le=10.0, description="The ranking loss's softmax reads score / temperature."
     )
     id_dropout: float = Field(
-        0.1,
+        default=0.1,
         ge=0.0,
         lt=1.0,
         description="Fraction of examples trained without the user's id part, so features alone work.",
     )
     early_stopping_patience: int = Field(
-        3, ge=0, description="Stop after this many epochs without a better validation RMSE (0: never)."
+        default=3,
+        ge=0,
+        description="Stop after this many epochs without a better validation RMSE (0: never).",
     )
-    dataset: str = Field("ml-100k", min_length=1, description="Dataset name, for metadata and lineage.")
+    dataset: str = Field(
+        default="ml-100k", min_length=1, description="Dataset name, for metadata and lineage."
+    )
     dataset_version: str = Field(
-        "unversioned", min_length=1, description="Dataset version (DVC hash), for metadata and lineage."
+        default="unversioned",
+        min_length=1,
+        description="Dataset version (DVC hash), for metadata and lineage.",
     )
 
     @classmethod

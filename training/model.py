@@ -33,12 +33,13 @@ class ModelTables:
     movie_seen: Array  # (n_movies + 1,): 1 where the movie has a training rating
     rated_splits: npt.NDArray[np.int64]  # (n_users + 2,): CSR row splits of the user -> rated movie rows
     rated_rows: npt.NDArray[np.int32]  # movie rows each user rated, concatenated
+    rated_recency: npt.NDArray[np.int32]  # per entry: 0 for the user's latest rating, 1 the one before, ...
     global_mean: float
 
 
 @keras.saving.register_keras_serializable(package="mlops_training")
 class Recommender(keras.layers.Layer):  # type: ignore[misc]
-    """Scores (user row, movie row) pairs; optionally also a negative movie for the ranking loss."""
+    """Scores (user row, movie row) pairs; optionally also every catalog movie, for the ranking loss."""
 
     def __init__(self, tables: ModelTables, hp: Hyperparameters, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -67,8 +68,7 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
             shape=(), initializer=keras.initializers.Constant(tables.global_mean), name="global_bias"
         )
         # Plain NumPy copies; turned into graph constants in call(), so Keras never tries to track them.
-        counts = np.diff(tables.rated_splits).astype(np.float32)
-        self._norm = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0).astype(np.float32)
+        self._weights = implicit_weights(tables.rated_splits, tables.rated_recency, hp.implicit_half_life)
         # Row 0 (unknown) never carries an id vector or bias: masks keep it exactly zero.
         self._user_known = np.ones(tables.n_users + 1, dtype=np.float32)
         self._user_known[0] = 0.0
@@ -95,14 +95,21 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
         )
 
     def _implicit(self, user: tf.Tensor) -> tf.Tensor:
-        """|N(u)|^-1/2 * sum of implicit vectors of the movies u rated, for the batch's users only."""
-        rated = tf.RaggedTensor.from_row_splits(
-            tf.constant(self.tables.rated_rows), tf.constant(self.tables.rated_splits), validate=False
+        """|N(u)|^-1/2 * sum of implicit vectors of the movies u rated, for the batch's users."""
+        # One sparse (users x movies) product per step is cheaper on CPU than a ragged gather of
+        # every batch user's rated movies, and its gradient is a second sparse product.
+        summed = tf.sparse.sparse_dense_matmul(self._rated_matrix(), self.implicit_vec)
+        return tf.gather(summed, user)
+
+    def _rated_matrix(self) -> tf.SparseTensor:
+        t = self.tables
+        rows = np.repeat(np.arange(t.n_users + 1, dtype=np.int64), np.diff(t.rated_splits))
+        indices = np.stack([rows, t.rated_rows.astype(np.int64)], axis=1)
+        return tf.SparseTensor(
+            indices=tf.constant(indices),
+            values=tf.constant(self._weights),
+            dense_shape=[t.n_users + 1, t.n_movies + 1],
         )
-        picked = tf.gather(rated, user)
-        vecs = tf.gather(self.implicit_vec, picked.flat_values)
-        summed = tf.math.unsorted_segment_sum(vecs, picked.value_rowids(), num_segments=tf.shape(user)[0])
-        return summed * tf.gather(tf.constant(self._norm), user)[:, None]
 
     def movie_side(self, movie: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(movie vector, movie bias, id-part L2 penalty) for a batch of movie rows."""
@@ -118,25 +125,17 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
         self,
         user: tf.Tensor,
         movie: tf.Tensor,
-        negative: tf.Tensor | None = None,
         keep: tf.Tensor | None = None,
-    ) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Rating score of each pair, and (with `negative`) the ranking logit score(pos) - score(neg)."""
+        with_ranking: bool = False,
+    ) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+        """Rating score of each pair; with `with_ranking`, also the user's logits over every catalog movie."""
         user = tf.cast(tf.reshape(user, [-1]), tf.int32)
         movie = tf.cast(tf.reshape(movie, [-1]), tf.int32)
         keep_t = tf.ones_like(movie, dtype=tf.float32) if keep is None else tf.reshape(keep, [-1])
         uv, ub, ureg = self.user_side(user, keep_t)
         mv, mb, mreg = self.movie_side(movie)
-        preference = mb + tf.reduce_sum(uv * mv, axis=1)
-        rating = self.global_bias + ub + preference
-        reg = ureg + mreg
-        logit = None
-        if negative is not None:
-            neg = tf.cast(tf.reshape(negative, [-1]), tf.int32)
-            nv, nb, nreg = self.movie_side(neg)
-            logit = preference - (nb + tf.reduce_sum(uv * nv, axis=1))
-            reg = reg + nreg
-        self.add_loss(tf.reduce_mean(reg))
+        rating = self.global_bias + ub + mb + tf.reduce_sum(uv * mv, axis=1)
+        self.add_loss(tf.reduce_mean(ureg + mreg))
         self.add_loss(
             self.hp.l2_feature
             * (
@@ -146,7 +145,17 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
                 + tf.reduce_sum(tf.square(self.movie_feat_b))
             )
         )
-        return rating, logit
+        if not with_ranking:
+            return rating
+        # Full softmax over the catalog (the per-user constant ub cancels in it): the rated movie
+        # against every other one, which teaches the same score to put likely picks on top.
+        all_rows = tf.range(self.tables.n_movies + 1)
+        av, ab, _ = self.movie_side(all_rows)
+        # Dividing by a small temperature lets small score differences (cheap for the rating fit)
+        # make a sharp ranking; the order of movies, which serving uses, is the same.
+        logits = (tf.matmul(uv, av, transpose_b=True) + ab[None, :]) / self.hp.ranking_temperature
+        unknown_row = tf.one_hot(0, self.tables.n_movies + 1, on_value=-1e9, off_value=0.0)
+        return rating, logits + unknown_row[None, :]
 
     def towers(self) -> dict[str, Array]:
         """The learned parameters folded into the contract's towers (known users, catalog movies)."""
@@ -157,7 +166,7 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
             implicit = np.zeros_like(user_vec)
             for row in range(1, t.n_users + 1):
                 lo, hi = t.rated_splits[row], t.rated_splits[row + 1]
-                implicit[row] = y[t.rated_rows[lo:hi]].sum(axis=0) * self._norm[row]
+                implicit[row] = self._weights[lo:hi] @ y[t.rated_rows[lo:hi]]
             user_vec = user_vec + implicit
         seen = t.movie_seen
         movie_vectors = seen[:, None] * self.movie_vec.numpy() + t.movie_x @ self.movie_feat_w.numpy()
@@ -173,6 +182,17 @@ class Recommender(keras.layers.Layer):  # type: ignore[misc]
         }
 
 
+def implicit_weights(
+    splits: npt.NDArray[np.int64], recency: npt.NDArray[np.int32], half_life: float
+) -> npt.NDArray[np.float32]:
+    """Weight of each rated movie in its user's implicit term: halves every `half_life` ratings back in
+    time (0: all equal), scaled so a user's weights have unit norm, like SVD++'s |N(u)|^-1/2."""
+    w = np.ones(recency.size) if half_life <= 0 else np.power(0.5, recency / half_life)
+    rows = np.repeat(np.arange(splits.size - 1), np.diff(splits))
+    norms = np.sqrt(np.bincount(rows, weights=w**2, minlength=splits.size - 1))
+    return (w / np.maximum(norms[rows], 1e-12)).astype(np.float32)
+
+
 def build_training_model(tables: ModelTables, hp: Hyperparameters) -> tuple[keras.Model, Recommender]:
     """The functional training model (named index inputs; outputs `rating` and, if ranking, `ranking`)."""
     user = keras.Input(shape=(), dtype="int32", name="user_index")
@@ -181,15 +201,13 @@ def build_training_model(tables: ModelTables, hp: Hyperparameters) -> tuple[kera
     core = Recommender(tables, hp, name="recommender")
     inputs = {"user_index": user, "movie_index": movie, "id_keep": keep}
     if hp.ranking_weight > 0:
-        negative = keras.Input(shape=(), dtype="int32", name="negative_index")
-        inputs["negative_index"] = negative
-        rating, logit = core(user, movie, negative, keep)
+        rating, logit = core(user, movie, keep, with_ranking=True)
         outputs = {
             "rating": keras.layers.Identity(name="rating")(rating),
             "ranking": keras.layers.Identity(name="ranking")(logit),
         }
     else:
-        rating, _ = core(user, movie, None, keep)
+        rating = core(user, movie, keep)
         outputs = {"rating": keras.layers.Identity(name="rating")(rating)}
     return keras.Model(inputs=inputs, outputs=outputs, name="recommender_training"), core
 
