@@ -36,7 +36,7 @@ class Synth:
         return self.templates[stage][stack]
 
 
-def test_context() -> dict:  # type: ignore[type-arg]
+def full_context() -> dict:  # type: ignore[type-arg]
     """cdk.json's context with image URIs and a model package per environment, so every stack exists."""
     from infra.application import project_context
 
@@ -52,7 +52,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
     from infra.application import build_app
 
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = build_app(test_context(), outdir=str(outdir))
+    app = build_app(full_context(), outdir=str(outdir))
     assembly = app.synth()
     templates: dict[str, dict[str, dict]] = {}  # type: ignore[type-arg]
     files: list[Path] = []

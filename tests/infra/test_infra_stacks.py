@@ -11,14 +11,14 @@ from aws_cdk.assertions import Match, Template
 from infra.pipeline_body import DeployValues, definition_body, execution_role_arn
 from infra.settings import EnvironmentSettings, parse_environment
 
-from .conftest import Synth, test_context
+from .conftest import Synth, full_context
 
 STAGES = ("Dev", "Staging", "Prod")
 
 
 def settings_of(stage: str) -> EnvironmentSettings:
     env = stage.lower()
-    return parse_environment(env, test_context()["environments"][env])
+    return parse_environment(env, full_context()["environments"][env])
 
 
 def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
