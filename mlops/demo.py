@@ -32,7 +32,7 @@ console = Console(stderr=True)
 ENDPOINT = "mlops-demo"
 PORT = 8080
 DEMO_USERS = (1, 42, 196)
-DEMO_EPOCHS = "5"
+DEMO_EPOCHS = "12"
 
 
 class DemoError(RuntimeError):

@@ -347,8 +347,10 @@ def run_local(
         name: execution.step_execution[name].properties for name in (definition.TRAIN, definition.EVALUATE)
     }
     model_data_url = results[definition.TRAIN]["ModelArtifacts"]["S3ModelArtifacts"]
+    # The local executor keys processing outputs by name (AWS lists them).
     outputs = results[definition.EVALUATE]["ProcessingOutputConfig"]["Outputs"]
-    evaluation_prefix = next(o for o in outputs if o["OutputName"] == "evaluation")["S3Output"]["S3Uri"]
+    by_name = outputs if isinstance(outputs, dict) else {o["OutputName"]: o for o in outputs}
+    evaluation_prefix = by_name["evaluation"]["S3Output"]["S3Uri"]
     evaluation_uri = f"{evaluation_prefix.rstrip('/')}/{definition.EVALUATION_FILE}"
     report = _read_s3_json(s3, evaluation_uri)
     lineage = registry.Lineage(

@@ -40,7 +40,7 @@ def images() -> None:
 @pytest.fixture(scope="module")
 def quick_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("settings") / "settings.json"
-    path.write_text(json.dumps({"hyperparameters": {"epochs": "3", "seed": "42"}}))
+    path.write_text(json.dumps({"hyperparameters": {"epochs": "12", "seed": "42"}}))
     return path
 
 
