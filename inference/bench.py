@@ -181,8 +181,17 @@ def image_figures(bm: BenchModel) -> dict[str, Any]:
         return {"size_bytes": int(inspect.stdout), "error": run.stderr.strip()}
     cid = run.stdout.strip()
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", 120)
+        wait_ready(f"http://127.0.0.1:{port}/ping", 300)
         ready = time.monotonic() - start
+    except TimeoutError as e:
+        # Report it with the container's own words instead of losing every other figure of the run.
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "5", cid], capture_output=True, text=True, check=False
+        )
+        return {
+            "size_bytes": int(inspect.stdout),
+            "error": f"{e}; container log: {logs.stdout + logs.stderr}",
+        }
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
     return {"size_bytes": int(inspect.stdout), "start_to_ready_s": round(ready, 2)}

@@ -53,6 +53,8 @@ class RatingQuery:
 
     user_id: int
     movie_ids: tuple[int, ...]
+    # Where the query sat in the body (e.g. `instances[2]`), so later errors can name the field.
+    where: str = ""
 
 
 Query = TopKQuery | RatingQuery
@@ -132,7 +134,7 @@ def parse_query(obj: object, limits: Limits, prefix: str = "") -> Query:
             )
         for i, m in enumerate(ids):
             _int_field(m, f"{f}[{i}]", 0, INT64_MAX)
-        return RatingQuery(user_id, tuple(ids))
+        return RatingQuery(user_id, tuple(ids), prefix)
     extra = sorted(set(obj) - _TOPK_KEYS)
     if extra:
         f = _where(prefix, extra[0])

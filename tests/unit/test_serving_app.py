@@ -173,6 +173,13 @@ def test_jsonlines_answers_one_line_per_line_in_order(client):
         (b'{"user_id": 1, "movie_ids": [10, 11]}', JSON, 422, "unknown_movie", "movie_ids"),
         (b'{"user_id": 1, "movie_ids": [10], "k": 2}', JSON, 422, "unknown_field", "k"),
         (b'{"instances": {}}', JSON, 422, "wrong_type", "instances"),
+        (
+            b'{"instances": [{"user_id": 1, "k": 2}, {"user_id": 1, "movie_ids": [15]}]}',
+            JSON,
+            422,
+            "unknown_movie",
+            "instances[1].movie_ids",
+        ),
         (b'{"instances": []}', JSON, 422, "out_of_range", "instances"),
         (
             b'{"instances": [{"user_id": 1}, {"user_id": "a"}]}',
