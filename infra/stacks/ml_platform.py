@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +22,25 @@ from infra.settings import EnvironmentSettings
 from infra.stacks.data import project_bucket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com[^/]*/([^:@]+)")
+CONTEXTS = REPO_ROOT / "build" / "cdk-image-contexts"
 
-# What the image build contexts must not carry (large, secret or generated).
-_ASSET_EXCLUDES = [
-    ".git",
-    ".dvc",
-    ".hypothesis",
-    "tests",
-    "docs",
-    ".venv",
-    ".venv-cdk",
-    "node_modules",
-    "cdk.out",
-    "data",
-    "build",
-    "**/__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".mlops",
-    "mlruns",
-    "mlartifacts",
-]
+
+@functools.cache
+def image_context(name: str) -> Path:
+    """Assemble the image's build context (`mlops images build` layout) for a CDK image asset.
+
+    The Dockerfiles expect the exported requirements and the host CA bundle at the context root, which
+    the repository root is not; the images room's `assemble_context` writes exactly that layout.
+    """
+    from mlops.images import IMAGES, assemble_context
+
+    dest = CONTEXTS / name
+    shutil.rmtree(dest, ignore_errors=True)
+    assemble_context(IMAGES[name], dest, REPO_ROOT)
+    return dest
+
+
+_ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com[^/]*/([^:@]+)")
 
 
 class MlPlatformStack(Stack):
@@ -107,21 +105,16 @@ class MlPlatformStack(Stack):
                         )
                     )
             return uris
+        from mlops.images import IMAGES
+
         built: list[str] = []
-        for name, folder in (("Training", "training"), ("Serving", "inference")):
-            dockerfile = REPO_ROOT / folder / "Dockerfile"
-            if not dockerfile.is_file():
-                raise FileNotFoundError(
-                    f"{dockerfile} is missing, so the {name.lower()} image cannot be an asset; "
-                    "build it with the training/inference rooms' Dockerfiles, or set images.training_uri and "
-                    "images.serving_uri (or -c training_image_uri=... -c serving_image_uri=...)"
-                )
+        for name in ("training", "serving"):
+            context = image_context(name)
             asset = ecr_assets.DockerImageAsset(
                 self,
-                f"{name}Image",
-                directory=str(REPO_ROOT),
-                file=f"{folder}/Dockerfile",
-                exclude=_ASSET_EXCLUDES,
+                f"{name.capitalize()}Image",
+                directory=str(context),
+                file=IMAGES[name].dockerfile,
                 platform=ecr_assets.Platform.LINUX_AMD64,
             )
             asset.repository.grant_pull(self.role)
