@@ -42,7 +42,8 @@ class DemoError(RuntimeError):
 def _mlops(*args: str) -> None:
     """Run the project's own CLI (another room's command group) as a child process."""
     command = [str(Path(sys.executable).with_name("mlops")), *args]
-    done = subprocess.run(command, cwd=ROOT, check=False)
+    # stdout is reserved for --json; the child's output is progress.
+    done = subprocess.run(command, cwd=ROOT, check=False, stdout=sys.stderr)
     if done.returncode != 0:
         raise DemoError(
             f"`mlops {' '.join(args)}` failed with exit code {done.returncode}; see its output above"
@@ -322,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        summary = run(serve=args.serve)
+        # Local mode streams container logs to sys.stdout; they are progress, so stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run(serve=args.serve)
     except KeyboardInterrupt:
         console.print("interrupted: stopping everything the demo started")
         down()

@@ -122,6 +122,22 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+def code_version() -> str:
+    """Git tree ids of the code a run executes: a commit elsewhere in the repo does not change it."""
+    from mlops.paths import ROOT
+
+    trees = []
+    for path in ("pipelines", "training", "features", "mlops/data"):
+        done = subprocess.run(
+            ["git", "rev-parse", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        trees.append(done.stdout.strip() or "none")
+    import hashlib
+
+    digest = hashlib.sha256(" ".join(trees).encode()).hexdigest()[:16]
+    return f"{digest}-dirty" if git_commit().endswith("-dirty") else digest
+
+
 def _require_aws_endpoint() -> str:
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     if not endpoint:
@@ -270,15 +286,16 @@ def run_local(
         raise LocalRunError(f"{raw} does not exist: run `mlops data fetch --dataset {dataset}` first")
     version = dir_md5(raw)
     commit = git_commit()
+    code = code_version()
     s3 = boto3.client("s3", region_name=settings.region)
     sm = boto3.client("sagemaker", region_name=settings.region)
 
     if reuse:
         found = registry.find(
-            sm, settings.model_package_group_name, dataset_version=version, git_commit=commit
+            sm, settings.model_package_group_name, dataset_version=version, code_version=code
         )
         if found is not None:
-            console.print(f"reusing {found['ModelPackageArn']}: same dataset version and git commit")
+            console.print(f"reusing {found['ModelPackageArn']}: same dataset version and code")
             evaluation_uri = found["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
             metadata = found.get("CustomerMetadataProperties", {})
             return LocalRunResult(
@@ -370,6 +387,8 @@ def run_local(
         approval_status=parameters.get("ModelApprovalStatus", settings.approval_status),
         instance_type=settings.inference_instance_type,
     )
+    # Reuse key of a later run: the same raw data and the same code.
+    request["CustomerMetadataProperties"]["code_version"] = code
     arn = registry.register(sm, request)
     timings["total"] = round(time.monotonic() - started, 1)
     return LocalRunResult(

@@ -155,16 +155,19 @@ def packages(client: SageMakerClient, group: str) -> list[dict[str, Any]]:
 
 
 def find(
-    client: SageMakerClient, group: str, *, dataset_version: str, git_commit: str
+    client: SageMakerClient, group: str, *, dataset_version: str, code_version: str
 ) -> dict[str, Any] | None:
-    """The newest package of the group made from this dataset version and git commit, if any."""
+    """The newest package of the group made from this dataset version and code version, if any."""
     try:
         candidates = packages(client, group)
     except client.exceptions.ClientError:
         return None
     for package in candidates:
         metadata = package.get("CustomerMetadataProperties", {})
-        if metadata.get("dataset_version") == dataset_version and metadata.get("git_commit") == git_commit:
+        if (
+            metadata.get("dataset_version") == dataset_version
+            and metadata.get("code_version") == code_version
+        ):
             return package
     return None
 
