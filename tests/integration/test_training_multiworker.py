@@ -42,12 +42,13 @@ def _root(base: Path, host: str) -> SageMakerEnv:
     return env
 
 
-# Known failure, in the model room's fit (training/fit.py) rather than in the cluster set-up: both
-# workers connect and build MultiWorkerMirroredStrategy (2 replicas in sync), then Keras 3's model.fit
-# fails converting the per-replica dict batch of fit's dataset ("Attempt to convert a value
-# ({'user_index': PerReplica...}) with an unsupported type (<class 'dict'>) to a Tensor"). Strict: the
-# test turns red (XPASS) the day fit supports the strategy, so this mark must then be removed.
-@pytest.mark.xfail(strict=True, reason="training.fit does not yet run under MultiWorkerMirroredStrategy")
+# Known failure, upstream: Keras 3's model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy
+# (keras-team/keras#20585, tensorflow/tensorflow#72388; reproduced here with a one-Dense-layer model).
+# The cluster set-up is ours and works: both workers connect and build the strategy (2 replicas in
+# sync), then Keras fails converting the per-replica batch ("Attempt to convert a value (PerReplica...)
+# ... to a Tensor"). Strict: the day Keras or fit gets past it, XPASS turns the test red and this
+# mark must go.
+@pytest.mark.xfail(strict=True, reason="Keras 3 model.fit under MultiWorkerMirroredStrategy (keras#20585)")
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     workers = ",".join(f"{h}=127.0.0.1:{free_port()}" for h in HOSTS)
     envs = {h: _root(tmp_path, h) for h in HOSTS}
