@@ -40,7 +40,18 @@ def images() -> None:
 @pytest.fixture(scope="module")
 def quick_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("settings") / "settings.json"
-    path.write_text(json.dumps({"hyperparameters": {"epochs": "12", "seed": "42"}}))
+    path.write_text(
+        json.dumps(
+            {
+                "hyperparameters": {
+                    "epochs": "12",
+                    "seed": "42",
+                    "ranking_weight": "0.05",
+                    "implicit_half_life": "10",
+                }
+            }
+        )
+    )
     return path
 
 
