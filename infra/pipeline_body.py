@@ -36,6 +36,19 @@ def execution_role_arn(settings: EnvironmentSettings) -> str:
     return f"arn:aws:iam::{settings.account}:role/{execution_role_name(settings)}"
 
 
+def mlflow_tracking_server_name(settings: EnvironmentSettings) -> str:
+    """The managed MLflow tracking server's fixed name, so its ARN is known at synth."""
+    return f"{settings.prefix}-mlflow"
+
+
+def mlflow_tracking_server_arn(settings: EnvironmentSettings) -> str:
+    """The managed MLflow tracking server's ARN (training logs to it through the sagemaker-mlflow plugin)."""
+    return (
+        f"arn:aws:sagemaker:{settings.region}:{settings.account}:"
+        f"mlflow-tracking-server/{mlflow_tracking_server_name(settings)}"
+    )
+
+
 def pipeline_settings_kwargs(settings: EnvironmentSettings, values: DeployValues) -> dict[str, object]:
     """The pipeline room's settings for this environment, as keyword arguments."""
 
@@ -54,6 +67,8 @@ def pipeline_settings_kwargs(settings: EnvironmentSettings, values: DeployValues
         "feature_store": "sagemaker",
         "user_feature_group": settings.feature_group_name("user_features"),
         "movie_feature_group": settings.feature_group_name("movie_features"),
+        # Without a managed server, training tracks to a local store inside the job (training.tracking).
+        "mlflow_tracking_uri": mlflow_tracking_server_arn(settings) if settings.mlflow_enabled else "",
     }
 
 

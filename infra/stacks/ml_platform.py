@@ -17,7 +17,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
-from infra.pipeline_body import PLACEHOLDERS, execution_role_name, placeholder_body
+from infra.pipeline_body import (
+    PLACEHOLDERS,
+    execution_role_name,
+    mlflow_tracking_server_name,
+    placeholder_body,
+)
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import project_bucket
 
@@ -291,7 +296,7 @@ class MlPlatformStack(Stack):
         self.mlflow = sagemaker.CfnMlflowTrackingServer(
             self,
             "MlflowTrackingServer",
-            tracking_server_name=f"{settings.prefix}-mlflow",
+            tracking_server_name=mlflow_tracking_server_name(settings),
             artifact_store_uri=artifact_bucket.s3_url_for_object("mlflow"),
             role_arn=role.role_arn,
             tracking_server_size=settings.mlflow_size,

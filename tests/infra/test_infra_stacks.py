@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.pipeline_body import DeployValues, definition_body, execution_role_arn
+from infra.pipeline_body import DeployValues, definition_body, execution_role_arn, mlflow_tracking_server_arn
 from infra.settings import EnvironmentSettings, parse_environment
 
 from .conftest import Synth, full_context
@@ -127,6 +127,21 @@ def test_mlflow_and_studio_follow_the_environment(synth: Synth) -> None:
     assert "AWS::SageMaker::MlflowTrackingServer" in kinds["Staging"]
     assert "AWS::SageMaker::Domain" in kinds["Prod"]
     assert "AWS::SageMaker::Domain" not in kinds["Staging"]
+    # Training in the pipeline tracks to the managed server where there is one, and nowhere else.
+    for stage in STAGES:
+        (server,) = [
+            r["Properties"]
+            for r in synth.template(stage, "MlPlatform")["Resources"].values()
+            if r["Type"] == "AWS::SageMaker::MlflowTrackingServer"
+        ] or [None]
+        (pipeline,) = resources(synth.template(stage, "MlPlatform"), "AWS::SageMaker::Pipeline")
+        body = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][0]
+        arn = mlflow_tracking_server_arn(settings_of(stage))
+        if server is None:
+            assert "mlflow-tracking-server" not in body
+        else:
+            assert arn.endswith("/" + server["TrackingServerName"])
+            assert json.dumps(arn) in body
     Template.from_json(synth.template("Prod", "MlPlatform")).has_resource_properties(
         "AWS::SageMaker::Domain", {"AppNetworkAccessType": "VpcOnly", "KmsKeyId": Match.any_value()}
     )
