@@ -140,7 +140,7 @@ def fit(
         if hp.early_stopping_patience > 0:
             all_callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor=_VAL_RMSE_KEY,
+                    monitor=_val_rmse_key(hp),
                     patience=hp.early_stopping_patience,
                     restore_best_weights=True,
                     mode="min",
@@ -156,7 +156,7 @@ def fit(
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, seeded per epoch
     )
-    history = {_history_name(k): [float(x) for x in v] for k, v in keras_history.history.items()}
+    history = {metric_name(k): [float(x) for x in v] for k, v in keras_history.history.items()}
     towers: dict[str, npt.NDArray[Any]] = dict(core.towers())
     towers.update(
         movie_ids=prepared.movie_ids,
@@ -183,11 +183,13 @@ def fit(
     return result
 
 
-_VAL_RMSE_KEY = "val_rating_rmse"
+def _val_rmse_key(hp: Hyperparameters) -> str:
+    # Keras prefixes a metric with its output's name only when the model has several outputs.
+    return "val_rating_rmse" if hp.ranking_weight > 0 else "val_rmse"
 
 
-def _history_name(key: str) -> str:
-    # Keras prefixes per-output metrics ("rating_rmse"); the history keeps the shorter, stable names.
+def metric_name(key: str) -> str:
+    """The stable name of a Keras log key, the same with or without the ranking head ("rmse", "val_rmse")."""
     return key.replace("rating_rmse", "rmse")
 
 

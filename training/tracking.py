@@ -239,7 +239,11 @@ class _EpochMetrics(keras.callbacks.Callback):  # type: ignore[misc]
         self.tracker = tracker
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.tracker.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
+        from training.fit import metric_name
+
+        # Under "epoch/" so the learning curves never mix with the job's final figures of the same name.
+        named = {f"epoch/{metric_name(k)}": float(v) for k, v in (logs or {}).items()}
+        self.tracker.log_metrics(named, step=epoch + 1)
 
 
 def _probe(uri: str, timeout: float) -> None:

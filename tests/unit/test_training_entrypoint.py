@@ -105,7 +105,7 @@ def test_job_writes_model_report_and_mlflow_run(tmp_path, monkeypatch):
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "3" and run.data.params["embedding_dim"] == "8"
     assert run.data.metrics["val_rmse"] == pytest.approx(metadata["metrics"]["val_rmse"])
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+    assert len(client.get_metric_history(run.info.run_id, "epoch/loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/learning_curves.png", "plots/metrics_vs_baselines.png"}
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model_dir", "plots"}
