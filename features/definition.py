@@ -13,32 +13,13 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
+# The 19 MovieLens genres, shared with the data layer through a standard-library module, so this file
+# still imports nothing heavy; movies' `genres` column joins these names with "|".
+from mlops.data.genres import GENRES as GENRES
+
 Dtype = Literal["int64", "float64", "string"]
 DTYPES: Final[tuple[str, ...]] = ("int64", "float64", "string")
 
-# The 19 MovieLens ml-100k genres in the order of GroupLens' u.genre (ml-1m uses 18 of them: it has
-# no "unknown"). Movies' `genres` column joins these names with "|" (docs/contracts.md section 1).
-GENRES: Final[tuple[str, ...]] = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
 
 EVENT_TIME_COLUMN: Final = "event_timestamp"
 

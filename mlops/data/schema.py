@@ -6,29 +6,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-# The genre vocabulary, in the order of ml-100k's u.genre (ml-1m uses the same names minus "unknown").
-# Normalized `genres` columns join names in this order, so equal genre sets give equal strings.
-GENRES: tuple[str, ...] = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+# Re-exported: the data layer's callers read the vocabulary from here (docs/contracts.md section 1).
+from mlops.data.genres import GENRES as GENRES
+
 
 # ml-1m's users.dat stores occupations as codes; these are the names its README gives them.
 ML1M_OCCUPATIONS: tuple[str, ...] = (
