@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pipelines.steps.runner import run_step
+
 ROOT = Path("/opt/ml/processing")
-FAILURE_FILE = Path("/opt/ml/output/message")
 K = 10
 
 
@@ -225,19 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipelines.steps.evaluate")
     parser.add_argument("--git-commit", default="unknown")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        report = evaluate(args)
-    except Exception as error:
-        message = f"Evaluate failed: {type(error).__name__}: {error}"
-        print(message, file=sys.stderr)
-        try:
-            FAILURE_FILE.parent.mkdir(parents=True, exist_ok=True)
-            FAILURE_FILE.write_text(message[:1000])
-        except OSError:
-            pass
-        return 1
-    print(json.dumps(report, sort_keys=True))
-    return 0
+    return run_step("Evaluate", lambda: evaluate(args), lambda e: f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

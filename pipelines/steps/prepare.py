@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.steps.runner import run_step
+
 ROOT = Path("/opt/ml/processing")
-FAILURE_FILE = Path("/opt/ml/output/message")
 SPLIT = (0.8, 0.1, 0.1)
 HISTOGRAM_BINS = 10
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
@@ -196,20 +197,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 with a summary on stdout, or 1 with the reason in the failure file."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        summary = prepare(args)
-    except Exception as error:
-        message = f"Prepare failed: {error}"
-        print(message, file=sys.stderr)
-        try:
-            FAILURE_FILE.parent.mkdir(parents=True, exist_ok=True)
-            # SageMaker keeps the first 1 KiB or so as FailureReason; the full text is in the log.
-            FAILURE_FILE.write_text(message[:1000])
-        except OSError:
-            pass
-        return 1
-    print(json.dumps(summary, sort_keys=True))
-    return 0
+    return run_step("Prepare", lambda: prepare(args))
 
 
 if __name__ == "__main__":
