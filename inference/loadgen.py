@@ -102,7 +102,9 @@ async def _fixed_rate(
     latencies: list[float] = []
     failed = 0
     n = int(rate * seconds)
-    loop = asyncio.get_running_loop()
+    # Not loop.time(): uvloop's clock ticks in whole milliseconds and is read once per loop
+    # iteration, which rounded every latency up to the next millisecond and then some.
+    clock = time.perf_counter
 
     async def one(scheduled: float) -> None:
         nonlocal failed
@@ -112,7 +114,7 @@ async def _fixed_rate(
             status = await _read_response(conn[0])
             if 200 <= status < 300:
                 # From the scheduled time, not the send time: waiting for a free connection counts.
-                latencies.append(loop.time() - scheduled)
+                latencies.append(clock() - scheduled)
             else:
                 failed += 1
         except (OSError, asyncio.IncompleteReadError):
@@ -122,15 +124,15 @@ async def _fixed_rate(
             pool.put_nowait(conn)
 
     tasks = []
-    start = loop.time() + 0.05
+    start = clock() + 0.05
     for i in range(n):
         at = start + i / rate
-        delay = at - loop.time()
+        delay = at - clock()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(at)))
     await asyncio.gather(*tasks)
-    elapsed = loop.time() - start
+    elapsed = clock() - start
     while not pool.empty():
         _, writer = pool.get_nowait()
         writer.close()
