@@ -142,6 +142,8 @@ def show(
         key_name: key,
         "definition_version": manifest["definition_version"],
         "as_of": manifest["last_snapshot"],
+        # Set when the pipeline's Prepare step pushed its rows after the last materialize.
+        "pushed": manifest.get("pushed"),
         "features": {name: _jsonable(v) for name, v in values.items()},
     }
     if as_json:

@@ -105,11 +105,16 @@ def feature_store_yaml(repo: FeastRepo) -> str:
     )
 
 
+def push_source_name(view: FeatureView) -> str:
+    """The name of the view's Feast PushSource, as `POST /push` takes it."""
+    return f"{view.name}_push"
+
+
 def feast_objects(repo: FeastRepo) -> list[Any]:
-    """Feast Entity, FileSource and FeatureView objects, one per item of the definition."""
+    """Feast Entity, FileSource, PushSource and FeatureView objects, one per item of the definition."""
     from datetime import timedelta
 
-    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
     from feast.types import Float64, Int64, String
 
     feast_types = {"int64": Int64, "float64": Float64, "string": String}
@@ -128,8 +133,11 @@ def feast_objects(repo: FeastRepo) -> list[Any]:
             path=str(repo.offline_path(view).relative_to(repo.path)),
             timestamp_field=view.event_time_column,
         )
+        # The view reads the push source: Feast's feature server then accepts rows for it on POST /push
+        # (the pipeline's Prepare step ingests there), while materialize still reads the file source.
+        push = PushSource(name=push_source_name(view), batch_source=source)
         key = entity(view.entity)
-        objects.append(source)
+        objects.extend([source, push])
         objects.append(
             FeatureView(
                 name=view.name,
@@ -142,7 +150,7 @@ def feast_objects(repo: FeastRepo) -> list[Any]:
                         for f in view.features
                     ),
                 ],
-                source=source,
+                source=push,
                 online=True,
                 description=view.description,
                 tags={"definition_version": DEFINITION_VERSION},
@@ -230,9 +238,35 @@ def build(dataset: str, every_days: int = 7, data_dir: Path | None = None, log: 
         "every_days": every_days,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "materialized": None,
+        "push_sources": [push_source_name(view) for view in FEATURE_VIEWS],
+        "pushed": None,
     }
     repo.manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return report
+
+
+def ensure_built(dataset: str, data_dir: Path | None = None, log: Log = _quiet) -> FeastRepo:
+    """The dataset's Feast repo, (re)built when missing, from another definition, or without push sources."""
+    repo = FeastRepo.for_dataset(dataset, data_dir)
+    try:
+        manifest = repo.manifest()
+    except RepoNotBuiltError:
+        manifest = {}
+    wanted = [push_source_name(view) for view in FEATURE_VIEWS]
+    if manifest.get("definition_version") == DEFINITION_VERSION and manifest.get("push_sources") == wanted:
+        return repo
+    why = "not built" if not manifest else "built by an older definition or without push sources"
+    log(f"the Feast repo at {repo.path} is {why}: building it")
+    build(dataset, data_dir=data_dir, log=log)
+    return repo
+
+
+def record_push(dataset: str, pushed: dict[str, Any], data_dir: Path | None = None) -> None:
+    """Note in the manifest that rows were pushed to the online store (by the pipeline's Prepare step)."""
+    repo = FeastRepo.for_dataset(dataset, data_dir)
+    manifest = repo.manifest()
+    manifest["pushed"] = {**pushed, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    repo.manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def materialize(dataset: str, data_dir: Path | None = None, log: Log = _quiet) -> dict[str, Any]:

@@ -34,9 +34,11 @@ class FeastOnlineReader:
     def __init__(self, dataset: str = "ml-100k", data_dir: Path | None = None) -> None:
         self.repo = FeastRepo.for_dataset(dataset, data_dir)
         manifest = self.repo.manifest()
-        if not manifest.get("materialized"):
+        # Rows reach the online store by materialize (from the offline files) or by a push (the
+        # pipeline's Prepare step through `feast serve`); either makes the store readable.
+        if not (manifest.get("materialized") or manifest.get("pushed")):
             raise FileNotFoundError(
-                f"the Feast repo at {self.repo.path} has not been materialized: "
+                f"the Feast repo at {self.repo.path} has neither been materialized nor pushed to: "
                 f"run `mlops features materialize --dataset {dataset}`"
             )
         self._store: FeatureStore = self.repo.store()
