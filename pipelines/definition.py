@@ -198,18 +198,26 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
     prepare_outputs = [
         _processing_output(name, _s3_prefix(settings, params, "prepare", name)) for name in PREPARE_OUTPUTS
     ]
+    prepare_arguments: list[Any] = [
+        "--dataset", params.dataset,
+        "--dataset-version", params.dataset_version,
+        "--split-seed", str(settings.split_seed),
+        "--feature-store", settings.feature_store,
+        "--user-feature-group", settings.user_feature_group,
+        "--movie-feature-group", settings.movie_feature_group,
+    ]  # fmt: skip
+    if settings.feature_store == "feast":
+        if not settings.feast_url:
+            raise ValueError(
+                "feature_store 'feast' needs feast_url, the feature server Prepare pushes to "
+                "(`mlops pipeline run --local` starts one and sets it)"
+            )
+        prepare_arguments += ["--feast-url", settings.feast_url]
     prepare_args = _processor(settings, params, session, "prepare").run(
         inputs=[_processing_input("raw", params.input_data_uri, f"{PROCESSING_ROOT}/input/raw")],
         outputs=prepare_outputs,
-        arguments=[
-            "--dataset", params.dataset,
-            "--dataset-version", params.dataset_version,
-            "--split-seed", str(settings.split_seed),
-            "--feature-store", settings.feature_store,
-            "--user-feature-group", settings.user_feature_group,
-            "--movie-feature-group", settings.movie_feature_group,
-        ],
-    )  # fmt: skip
+        arguments=prepare_arguments,
+    )
     prepare = ProcessingStep(
         name=PREPARE,
         step_args=prepare_args,

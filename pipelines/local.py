@@ -85,7 +85,8 @@ def local_settings(base: PipelineSettings | None = None, **overrides: Any) -> Pi
         training_instance_type="local",
         bucket=LOCAL_BUCKET,
         role_arn=LOCAL_ROLE,
-        feature_store="none",
+        # Locally the feature store is Feast; a settings file may still say "none" to skip ingestion.
+        feature_store="none" if values["feature_store"] == "none" else "feast",
         training_image_uri="mlops-training:latest",
         serving_image_uri="mlops-serving:latest",
     )
@@ -122,20 +123,45 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def code_version() -> str:
-    """Git tree ids of the code a run executes: a commit elsewhere in the repo does not change it."""
-    from mlops.paths import ROOT
+CODE_PATHS = ("pipelines", "training", "features", "mlops/data")
 
-    trees = []
-    for path in ("pipelines", "training", "features", "mlops/data"):
-        done = subprocess.run(
-            ["git", "rev-parse", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        trees.append(done.stdout.strip() or "none")
+
+def code_version() -> str:
+    """Content hash of the code a run executes, as the working tree holds it (what the image is built from).
+
+    Hashing HEAD's trees instead would give a dirty tree the same version whatever its edits (so a
+    changed step could reuse an old model) and would change with commits that touch nothing here.
+    """
     import hashlib
 
-    digest = hashlib.sha256(" ".join(trees).encode()).hexdigest()[:16]
-    return f"{digest}-dirty" if git_commit().endswith("-dirty") else digest
+    from mlops.paths import ROOT
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise LocalRunError(
+            f"`git ls-files` failed in {ROOT} ({listed.stderr.decode(errors='replace').strip()}): "
+            "a local run keys reuse on the code's content, so it needs the git checkout"
+        )
+    digest = hashlib.sha256()
+    for name in sorted(set(listed.stdout.decode().split("\0")) - {""}):
+        path = ROOT / name
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def settings_version(settings: PipelineSettings) -> str:
+    """Hash of the settings that shape the model (hyperparameters, split, thresholds), for the reuse key."""
+    import hashlib
+
+    # Where the stand-ins listen changes from run to run and does not change the model.
+    shaping = settings.model_dump(mode="json", exclude={"feast_url", "mlflow_tracking_uri"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _require_aws_endpoint() -> str:
@@ -149,7 +175,7 @@ def _require_aws_endpoint() -> str:
     return endpoint
 
 
-def make_session(settings: PipelineSettings) -> Any:
+def make_session(settings: PipelineSettings, labels: dict[str, str] | None = None) -> Any:
     """A local pipeline session that captures step arguments like a PipelineSession."""
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
@@ -166,7 +192,7 @@ def make_session(settings: PipelineSettings) -> Any:
         default_bucket=settings.bucket,
         s3_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
     )
-    host_user(session)
+    host_user(session, labels)
     # Pipeline.create/start call these on the session's client; the local client lacks them.
     client = session.sagemaker_client
     for name in (
@@ -180,15 +206,20 @@ def make_session(settings: PipelineSettings) -> Any:
     return session
 
 
-def host_user(session: Any) -> None:
-    """Run local-mode containers as the host user.
+def host_user(session: Any, labels: dict[str, str] | None = None) -> None:
+    """Run local-mode containers as the host user, with our labels.
 
     Local mode mounts directories it makes with mkdtemp (mode 0700, owned by the host user); our
     images run as a non-root user that could neither read the inputs nor write the outputs there.
+    The labels (merged into each docker-compose service) let a clean-up remove exactly the
+    containers this run started, never another user's local-mode jobs.
     """
     config = dict(session.config or {})
     local = dict(config.get("local", {}))
-    local["container_config"] = {**local.get("container_config", {}), "user": f"{os.getuid()}:{os.getgid()}"}
+    container = {**local.get("container_config", {}), "user": f"{os.getuid()}:{os.getgid()}"}
+    if labels:
+        container["labels"] = {**container.get("labels", {}), **labels}
+    local["container_config"] = container
     config["local"] = local
     session.config = config
 
@@ -219,17 +250,18 @@ def _read_s3_json(s3: Any, uri: str) -> dict[str, Any]:
     return read_report(body, uri)
 
 
-def prune_containers() -> int:
-    """Remove the exited containers local mode leaves behind; return how many."""
-    done = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "status=exited", "--filter", "label=com.docker.compose.project"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+RUN_LABEL = "io.mlops.run"
+
+
+def remove_containers(labels: dict[str, str]) -> int:
+    """Remove every container (running or exited) carrying all these labels; return how many."""
+    if not labels:
+        raise ValueError("remove_containers needs at least one label: it never removes unlabelled containers")
+    filters = [arg for key, value in labels.items() for arg in ("--filter", f"label={key}={value}")]
+    done = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=False)
     ids = done.stdout.split()
     if ids:
-        subprocess.run(["docker", "rm", *ids], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
     return len(ids)
 
 
@@ -266,8 +298,15 @@ def run_local(
     console: Console | None = None,
     reuse: bool = True,
     settings_overrides: dict[str, Any] | None = None,
+    container_labels: dict[str, str] | None = None,
 ) -> LocalRunResult:
-    """Run Prepare, Train, Evaluate and the quality check in Docker, then register on moto."""
+    """Run Prepare, Train, Evaluate and the quality check in Docker, then register on moto.
+
+    With `feature_store="feast"` (the local default) and no `feast_url` in the settings, a Feast
+    feature server is started on the dataset's Feast repo for the run and stopped after it.
+    """
+    import uuid
+
     import boto3
 
     from mlops.data.tables import raw_dir
@@ -286,16 +325,19 @@ def run_local(
         raise LocalRunError(f"{raw} does not exist: run `mlops data fetch --dataset {dataset}` first")
     version = dir_md5(raw)
     commit = git_commit()
-    code = code_version()
+    # Reuse key: the same raw data, the same code and the same model-shaping settings.
+    key = {
+        "dataset_version": version,
+        "code_version": code_version(),
+        "settings_version": settings_version(settings),
+    }
     s3 = boto3.client("s3", region_name=settings.region)
     sm = boto3.client("sagemaker", region_name=settings.region)
 
     if reuse:
-        found = registry.find(
-            sm, settings.model_package_group_name, dataset_version=version, code_version=code
-        )
+        found = registry.find(sm, settings.model_package_group_name, **key)
         if found is not None:
-            console.print(f"reusing {found['ModelPackageArn']}: same dataset version and code")
+            console.print(f"reusing {found['ModelPackageArn']}: same dataset version, code and settings")
             evaluation_uri = found["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
             metadata = found.get("CustomerMetadataProperties", {})
             return LocalRunResult(
@@ -323,18 +365,39 @@ def run_local(
     }
     parameters.update(parameter_overrides or {})
 
-    session = make_session(settings)
-    pipeline = definition.build_pipeline(settings, session=session, register=False)
-    pipeline.create(role_arn=settings.role_arn, description="local run")
-    console.print(f"running {settings.pipeline_name} locally on {dataset} ({version}) in Docker ...")
-    t0 = time.monotonic()
-    log = ContainerLog(sys.stderr)
+    labels = {**(container_labels or {}), RUN_LABEL: uuid.uuid4().hex}
+    feast_server = None
     try:
+        if settings.feature_store == "feast" and not settings.feast_url:
+            t0 = time.monotonic()
+            try:
+                feast_server = _start_feast(dataset, console)
+            except Exception as error:  # any reason; Ctrl-C (not an Exception) still propagates
+                raise LocalRunError(
+                    f"cannot start the Feast feature server Prepare ingests into: {error}",
+                    step=definition.PREPARE,
+                    details={"dataset_version": version, "steps": []},
+                ) from error
+            settings = PipelineSettings.model_validate(
+                {**settings.model_dump(), "feast_url": feast_server.url}
+            )
+            timings["feast"] = round(time.monotonic() - t0, 1)
+        session = make_session(settings, labels)
+        pipeline = definition.build_pipeline(settings, session=session, register=False)
+        pipeline.create(role_arn=settings.role_arn, description="local run")
+        console.print(f"running {settings.pipeline_name} locally on {dataset} ({version}) in Docker ...")
+        t0 = time.monotonic()
+        log = ContainerLog(sys.stderr)
         with contextlib.redirect_stdout(log):
             execution = pipeline.start(parameters=parameters)
+        timings["pipeline"] = round(time.monotonic() - t0, 1)
     finally:
-        prune_containers()
-    timings["pipeline"] = round(time.monotonic() - t0, 1)
+        # Also on Ctrl-C: no container of this run, and no feature server it started, outlives it.
+        remove_containers({RUN_LABEL: labels[RUN_LABEL]})
+        if feast_server is not None:
+            from mlops import standins
+
+            standins.stop_recorded(["feast"])
     described = execution.describe()
     steps = [
         {
@@ -347,6 +410,11 @@ def run_local(
     for step in steps:
         console.print(f"  {step['name']}: {step['status']}")
     status = described["PipelineExecutionStatus"]
+    execution_id = f"local:{settings.pipeline_name}/{execution.pipeline_execution_name}"
+    prepared = any(s["name"] == definition.PREPARE and s["status"] == "Succeeded" for s in steps)
+    if settings.feature_store == "feast" and prepared:
+        # Prepare's push reached the online store whatever the quality gate decides later.
+        _record_feast_push(s3, by_prepare_output(execution, "feature_store"), dataset, execution_id)
     if status != "Succeeded":
         failed = next((s for s in steps if s["status"] == "Failed"), None)
         reason = " | ".join(log.failures) or described.get("FailureReason") or "the local pipeline failed"
@@ -375,7 +443,7 @@ def run_local(
         dataset_version=version,
         git_commit=commit,
         mlflow_run_id=str(registry.lookup(report, definition.MLFLOW_RUN_ID)),
-        pipeline_execution=f"local:{settings.pipeline_name}/{execution.pipeline_execution_name}",
+        pipeline_execution=execution_id,
     )
     request = registry.model_package_request(
         group=settings.model_package_group_name,
@@ -387,8 +455,7 @@ def run_local(
         approval_status=parameters.get("ModelApprovalStatus", settings.approval_status),
         instance_type=settings.inference_instance_type,
     )
-    # Reuse key of a later run: the same raw data and the same code.
-    request["CustomerMetadataProperties"]["code_version"] = code
+    request["CustomerMetadataProperties"].update(key)
     arn = registry.register(sm, request)
     timings["total"] = round(time.monotonic() - started, 1)
     return LocalRunResult(
@@ -404,6 +471,36 @@ def run_local(
         model_package_arn=arn,
         seconds=timings,
     )
+
+
+def _start_feast(dataset: str, console: Console) -> Any:
+    """Build the dataset's Feast repo if needed and start `feast serve` where containers reach it."""
+    from features.feast_repo import ensure_built
+    from mlops import standins
+
+    with console.status(f"Feast repo and feature server for {dataset}"):
+        repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))
+        host = standins.docker_bridge_ip()
+        server = standins.start_feast(repo.path, host=host)
+    console.print(f"Feast feature server {server.url} (Prepare pushes features there)")
+    return server
+
+
+def by_prepare_output(execution: Any, name: str) -> str:
+    """The S3 prefix of one of Prepare's outputs in a finished local execution."""
+    from pipelines import definition
+
+    outputs = execution.step_execution[definition.PREPARE].properties["ProcessingOutputConfig"]["Outputs"]
+    by_name = outputs if isinstance(outputs, dict) else {o["OutputName"]: o for o in outputs}
+    return str(by_name[name]["S3Output"]["S3Uri"])
+
+
+def _record_feast_push(s3: Any, prefix: str, dataset: str, execution_id: str) -> None:
+    """Note in the Feast repo's manifest what Prepare pushed (its ingestion.json), for `features show`."""
+    from features.feast_repo import record_push
+
+    ingestion = _read_s3_json(s3, f"{prefix.rstrip('/')}/ingestion.json")
+    record_push(dataset, {**ingestion, "pipeline_execution": execution_id})
 
 
 def describe_json(result: LocalRunResult) -> str:

@@ -154,28 +154,37 @@ def packages(client: SageMakerClient, group: str) -> list[dict[str, Any]]:
         kwargs["NextToken"] = page["NextToken"]
 
 
-def find(
-    client: SageMakerClient, group: str, *, dataset_version: str, code_version: str
-) -> dict[str, Any] | None:
-    """The newest package of the group made from this dataset version and code version, if any."""
+def find(client: SageMakerClient, group: str, **key: str) -> dict[str, Any] | None:
+    """The newest package of the group whose customer metadata holds every `key` value, if any."""
+    if not key:
+        raise ValueError("find needs at least one metadata key to match, e.g. dataset_version=...")
     try:
         candidates = packages(client, group)
-    except client.exceptions.ClientError:
+    except client.exceptions.ResourceNotFound:
         return None
+    except client.exceptions.ClientError as error:
+        # moto and AWS say ValidationException for a group that does not exist yet; anything else is
+        # a real failure and must not pass for "nothing to reuse".
+        if "does not exist" in str(error):
+            return None
+        raise
     for package in candidates:
         metadata = package.get("CustomerMetadataProperties", {})
-        if (
-            metadata.get("dataset_version") == dataset_version
-            and metadata.get("code_version") == code_version
-        ):
+        if all(metadata.get(name) == value for name, value in key.items()):
             return package
     return None
 
 
 def approve(client: SageMakerClient, package_arn: str, note: str) -> None:
-    """Set a package's approval status to Approved."""
+    """Set a package's approval status to Approved, keeping its customer metadata."""
+    metadata = client.describe_model_package(ModelPackageName=package_arn).get(
+        "CustomerMetadataProperties", {}
+    )
+    # AWS keeps metadata an update leaves out, moto 5.2 erases it (and with it the reuse key and the
+    # lineage); sending it back unchanged is a no-op on AWS and keeps it on moto.
+    extra: dict[str, Any] = {"CustomerMetadataProperties": metadata} if metadata else {}
     client.update_model_package(
-        ModelPackageArn=package_arn, ModelApprovalStatus="Approved", ApprovalDescription=note
+        ModelPackageArn=package_arn, ModelApprovalStatus="Approved", ApprovalDescription=note, **extra
     )
 
 

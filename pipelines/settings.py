@@ -57,9 +57,11 @@ class PipelineSettings(BaseModel):
     inference_instance_type: str = "ml.m5.large"
     thresholds: Thresholds = Field(default_factory=lambda: Thresholds.model_validate({}))
     approval_status: str = "PendingManualApproval"
-    # "feast": Prepare writes a materialized Feast repo as a step output (local runs);
+    # "feast": Prepare pushes its feature rows to Feast's feature server at feast_url (local runs);
     # "sagemaker": Prepare calls PutRecord on the feature groups (AWS); "none": skip ingestion.
     feature_store: Literal["feast", "sagemaker", "none"] = "sagemaker"
+    # Base URL of a `feast serve` the Prepare container can reach (the host's Docker bridge address).
+    feast_url: str = ""
     user_feature_group: str = "mlops-movielens-user-features"
     movie_feature_group: str = "mlops-movielens-movie-features"
     mlflow_tracking_uri: str = ""
@@ -122,6 +124,15 @@ class PipelineSettings(BaseModel):
                 "(upload the raw files first, e.g. `mlops pipeline run --local` does it for you)"
             )
         return value
+
+    @field_validator("feast_url")
+    @classmethod
+    def _feast_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(
+                f"feast_url {value!r} is not a feature server base URL such as http://172.17.0.1:6566"
+            )
+        return value.rstrip("/")
 
     @field_validator("hyperparameters")
     @classmethod

@@ -104,7 +104,7 @@ def baseline_statistics(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 
 def ingest_sagemaker(
-    features: dict[str, pd.DataFrame], groups: dict[str, str], region: str
+    features: dict[str, pd.DataFrame], groups: dict[str, str], region: str, client: Any = None
 ) -> dict[str, Any]:
     """PutRecord every feature row into its SageMaker feature group (online + offline store)."""
     import boto3
@@ -112,7 +112,7 @@ def ingest_sagemaker(
     from features.definition import feature_view
     from features.sagemaker import to_record
 
-    client = boto3.client("sagemaker-featurestore-runtime", region_name=region)
+    client = client or boto3.client("sagemaker-featurestore-runtime", region_name=region)
     counts: dict[str, int] = {}
     for view_name, frame in features.items():
         view = feature_view(view_name)
@@ -121,6 +121,21 @@ def ingest_sagemaker(
             client.put_record(FeatureGroupName=group, Record=to_record(view, row))  # type: ignore[arg-type]
         counts[group] = len(frame)
     return {"store": "sagemaker", "records": counts}
+
+
+def ingest_feast(features: dict[str, pd.DataFrame], url: str) -> dict[str, Any]:
+    """Push every feature row to Feast's feature server (`POST /push`, online store), in batches."""
+    from features.definition import feature_view
+    from features.push import push_features
+
+    if not url:
+        raise PrepareError(
+            "--feature-store feast needs --feast-url, the base URL of a `feast serve` this container "
+            "can reach (`mlops pipeline run --local` starts one and passes it)"
+        )
+    counts = {name: push_features(url, feature_view(name), frame) for name, frame in features.items()}
+    as_of = {name: str(frame[feature_view(name).event_time_column].max()) for name, frame in features.items()}
+    return {"store": "feast", "url": url, "to": "online", "records": counts, "as_of": as_of}
 
 
 def write_parquet(table: str, frame: pd.DataFrame, path: Path) -> None:
@@ -162,9 +177,10 @@ def prepare(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
             {"user_features": args.user_feature_group, "movie_features": args.movie_feature_group},
             args.region,
         )
+    elif args.feature_store == "feast":
+        ingestion = ingest_feast(features, args.feast_url)
     else:
-        # Local runs: the ML image has no Feast; the host loads these Parquet files into Feast.
-        ingestion = {"store": args.feature_store, "records": {k: len(v) for k, v in features.items()}}
+        ingestion = {"store": "none", "records": {}}
     summary = {
         "dataset": args.dataset,
         "dataset_version": report["version"],
@@ -190,6 +206,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--feature-store", choices=["sagemaker", "feast", "none"], default="none")
     parser.add_argument("--user-feature-group", default="")
     parser.add_argument("--movie-feature-group", default="")
+    parser.add_argument("--feast-url", default="")
     parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     return parser.parse_args(argv)
 
