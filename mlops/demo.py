@@ -33,6 +33,18 @@ ENDPOINT = "mlops-demo"
 PORT = 8080
 DEMO_USERS = (1, 42, 196)
 DEMO_EPOCHS = "12"
+# Every container the demo starts carries this label, valued by the state directory: `make demo-down`
+# removes those and leaves alone other local-mode jobs (another checkout's, a test's, a user's).
+DEMO_LABEL = "io.mlops.demo"
+
+
+def demo_labels() -> dict[str, str]:
+    """The labels of this checkout's demo containers."""
+    import hashlib
+
+    from mlops.paths import state_dir
+
+    return {DEMO_LABEL: hashlib.sha256(str(state_dir().resolve()).encode()).hexdigest()[:16]}
 
 
 class DemoError(RuntimeError):
@@ -58,30 +70,6 @@ def ensure_docker() -> None:
         raise DemoError("no Docker engine answers and scripts/docker-up.sh could not start one")
 
 
-def _docker_bridge_ip() -> str:
-    """The host's address on Docker's default bridge: local-mode containers reach the host there."""
-    done = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    address = done.stdout.strip()
-    if done.returncode == 0 and address and address != "<no value>":
-        return address
-    # The engine leaves Gateway out of IPAM when it picked it itself; docker0 carries it then.
-    shown = subprocess.run(
-        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=False
-    )
-    for word in shown.stdout.split():
-        if "/" in word and word.count(".") == 3:
-            return word.split("/")[0]
-    raise DemoError(
-        f"cannot find the host's address on Docker's bridge (inspect: {done.stderr.strip() or address!r}, "
-        f"ip: {shown.stderr.strip() or shown.stdout.strip()!r}); the training container reaches MLflow there"
-    )
-
-
 def ensure_standins() -> tuple[standins.Service, standins.Service]:
     """Reuse the recorded moto and MLflow servers when they answer, else start them."""
     recorded = standins.recorded()
@@ -91,7 +79,7 @@ def ensure_standins() -> tuple[standins.Service, standins.Service]:
     mlflow = recorded.get("mlflow")
     if mlflow is None or not standins.alive(mlflow):
         # Bound to the Docker bridge address, not 127.0.0.1: the training container logs to it.
-        mlflow = standins.start_mlflow(host=_docker_bridge_ip())
+        mlflow = standins.start_mlflow(host=standins.docker_bridge_ip())
     return moto, mlflow
 
 
@@ -112,7 +100,7 @@ def deploy(model_data_url: str, image: str, role: str) -> Any:
     from pipelines.local import host_user
 
     session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"))
-    host_user(session)
+    host_user(session, demo_labels())
     client = session.sagemaker_client
     _delete_endpoint(session)
     client.create_model(
@@ -219,6 +207,7 @@ def run(serve: bool) -> dict[str, Any]:
     result = run_local(
         dataset="ml-100k",
         console=console,
+        container_labels=demo_labels(),
         settings_overrides={
             "mlflow_tracking_uri": mlflow.url,
             "hyperparameters": {
@@ -275,9 +264,9 @@ def run(serve: bool) -> dict[str, Any]:
                 time.sleep(3600)
     finally:
         _delete_endpoint(session)
-        from pipelines.local import prune_containers
+        from pipelines.local import remove_containers
 
-        prune_containers()
+        remove_containers(demo_labels())
     return {
         "model_package_arn": result.model_package_arn,
         "reused_pipeline_run": result.reused,
@@ -288,28 +277,13 @@ def run(serve: bool) -> dict[str, Any]:
 
 
 def down() -> list[str]:
-    """Stop the recorded stand-ins and any demo container."""
-    stopped = standins.stop_recorded()
-    from pipelines.local import prune_containers
+    """Stop the recorded stand-ins and the containers this checkout's demo started (by label)."""
+    from pipelines.local import remove_containers
 
-    containers = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-q",
-            "--filter",
-            "ancestor=mlops-serving:latest",
-            "--filter",
-            "ancestor=mlops-training:latest",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if containers:
-        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, check=False)
-        stopped.append(f"{len(containers)} container(s)")
-    prune_containers()
+    stopped = standins.stop_recorded()
+    removed = remove_containers(demo_labels())
+    if removed:
+        stopped.append(f"{removed} container(s)")
     return stopped
 
 

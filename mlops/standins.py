@@ -1,4 +1,4 @@
-"""The local stand-ins for AWS services: a moto server and an MLflow tracking server on 127.0.0.1.
+"""The local stand-ins: a moto server (AWS), an MLflow tracking server and a Feast feature server.
 
 Each runs as a child process in its own process group; its pid, port and log are recorded in a
 state file under `mlops.paths.state_dir()` so `make demo-down` can stop what `make demo` started.
@@ -159,6 +159,45 @@ def start_mlflow(port: int | None = None, *, host: str = "127.0.0.1", record: bo
     if record:
         _record({**recorded(), "mlflow": service})
     return service
+
+
+def start_feast(
+    repo_path: Path, *, host: str = "127.0.0.1", port: int | None = None, record: bool = True
+) -> Service:
+    """Start Feast's feature server (`feast serve`) on a built repo; Prepare pushes features to it."""
+    port = port or free_port()
+    feast = Path(sys.executable).with_name("feast")
+    command = [str(feast), "-c", str(repo_path), "serve", "-h", host, "-p", str(port), "--workers", "1"]
+    # Start-up loads Feast and the registry: tens of seconds on a busy 2-core machine.
+    service = _spawn("feast", command, port, timeout=300, host=host)
+    if record:
+        _record({**recorded(), "feast": service})
+    return service
+
+
+def docker_bridge_ip() -> str:
+    """The host's address on Docker's default bridge: local-mode containers reach the host there."""
+    done = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    address = done.stdout.strip()
+    if done.returncode == 0 and address and address != "<no value>":
+        return address
+    # The engine leaves Gateway out of IPAM when it picked it itself; docker0 carries it then.
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=False
+    )
+    for word in shown.stdout.split():
+        if "/" in word and word.count(".") == 3:
+            return word.split("/")[0]
+    raise StandInError(
+        f"cannot find the host's address on Docker's bridge (inspect: {done.stderr.strip() or address!r}, "
+        f"ip: {shown.stderr.strip() or shown.stdout.strip()!r}); containers reach the host there. "
+        "Is the Docker engine running (`make docker`)?"
+    )
 
 
 def stop(service: Service) -> bool:
