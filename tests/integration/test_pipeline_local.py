@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import pandas as pd
 import pytest
 
 from mlops import standins
@@ -84,7 +86,10 @@ def test_corrupted_data_fails_at_prepare_and_registers_nothing(
     lines[10] = "\t".join([user, movie, "9", stamp])  # a rating outside 1..5
     ratings.write_text("\n".join(lines) + "\n")
 
-    done = _run({**moto_env, "MLOPS_DATA_DIR": str(corrupted)}, quick_settings)
+    # No feature store: the run must stop at validation, before anything is ingested anywhere.
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({**json.loads(quick_settings.read_text()), "feature_store": "none"}))
+    done = _run({**moto_env, "MLOPS_DATA_DIR": str(corrupted)}, settings)
     assert done.returncode == 1, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["failed_step"] == "Prepare"
@@ -123,8 +128,46 @@ def test_local_run_registers_model_with_metrics_and_lineage(
     statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     assert statistics == result["evaluation_uri"] and statistics.endswith("/evaluation.json")
 
-    # Same dataset version and commit: the second run reuses the registered model.
+    # Prepare pushed its features into Feast's online store through `feast serve`: the online
+    # lookup answers exactly the rows Prepare computed (from the training split, not the full data).
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    prefix = f"pipelines/mlops-movielens-training/ml-100k/{metadata['dataset_version']}/prepare"
+    body = s3.get_object(Bucket="mlops-local", Key=f"{prefix}/features/user_features.parquet")["Body"]
+    computed = pd.read_parquet(io.BytesIO(body.read())).set_index("user_id").loc[1]
+    ingestion = json.loads(
+        s3.get_object(Bucket="mlops-local", Key=f"{prefix}/feature_store/ingestion.json")["Body"].read()
+    )
+    assert ingestion["store"] == "feast" and ingestion["records"] == {
+        "user_features": 943,
+        "movie_features": 1682,
+    }
+    shown = subprocess.run(
+        [MLOPS, "features", "show", "--user-id", "1", "--json"],
+        env=moto_env, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    online = json.loads(shown.stdout)
+    assert online["pushed"]["pipeline_execution"] == metadata["pipeline_execution"]
+    for name, value in online["features"].items():
+        assert value == pytest.approx(computed[name], rel=1e-12), name
+    assert online["features"]["user_rating_count"] < 272  # user 1 rated 272 movies in the full data
+
+    # No container of the run is left behind.
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=io.mlops.run"], capture_output=True, text=True, check=True
+    )
+    assert left.stdout.split() == [], "containers of the local run were left behind"
+
+    # Approved (as the demo does), the same data, code and settings: the second run reuses the model
+    # without running a step. moto erased the reuse key on approval before registry.approve kept it.
+    from pipelines import registry
+
+    registry.approve(_sagemaker(moto_env), result["model_package_arn"], "approved by the test")
     again = _run(moto_env, quick_settings)
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(again.stdout)
     assert second["reused"] is True and second["model_package_arn"] == result["model_package_arn"]
+    assert second["steps"] == [] and "in Docker" not in again.stderr
