@@ -17,6 +17,7 @@ import tensorflow as tf
 from features.compute import genre_matrix, movie_features, user_features
 from features.definition import feature_view
 from training.hyperparameters import Hyperparameters
+from training.loop import MultiWorkerFit, is_multi_worker
 from training.metrics import mae, rmse
 from training.model import RATING_RANGE, ModelTables, build_serving_model, build_training_model
 
@@ -146,7 +147,11 @@ def fit(
                     mode="min",
                 )
             )
-    keras_history = model.fit(
+    run_fit: Any = model.fit
+    if is_multi_worker(strategy):
+        # Keras 3's model.fit fails under MultiWorkerMirroredStrategy (keras#20585): same call, own loop.
+        run_fit = MultiWorkerFit(model, strategy).fit
+    keras_history = run_fit(
         train_ds,
         epochs=hp.epochs,
         initial_epoch=initial_epoch,
