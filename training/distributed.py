@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from training.contract import ContractError, ResourceConfig
 
@@ -66,3 +70,13 @@ def strategy_for(resource: ResourceConfig, environ: Mapping[str, str] | None = N
     import tensorflow as tf
 
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def weights_digest(arrays: Mapping[str, npt.ArrayLike]) -> str:
+    """SHA-256 over named arrays (names, dtypes, shapes, bytes): equal on workers that hold equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(np.asarray(arrays[name]))
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()

@@ -126,6 +126,7 @@ def _finish(
     workers: int,
     started: float,
 ) -> dict[str, Any]:
+    from training.distributed import weights_digest
     from training.export import export_model_dir
 
     baselines = _baseline_scores(data)
@@ -174,6 +175,8 @@ def _finish(
         "epochs_run": metadata["training"]["epochs_run"],  # type: ignore[index]
         "resumed_from_epoch": initial_epoch,
         "workers": workers,
+        # Every worker of a multi-worker job must end with the same weights; the digest shows it.
+        "towers_sha256": weights_digest(result.towers),
         "tracking": tracker.report.as_dict(),
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +20,8 @@ from training.contract import SageMakerEnv
 
 pytestmark = pytest.mark.slow
 HOSTS = ["algo-1", "algo-2"]
+EPOCHS = 3
+_EPOCH_LINE = re.compile(r"epoch (\d+)/\d+: this worker trained on (\d+) examples, all 2 replicas on (\d+)")
 
 
 def _root(base: Path, host: str) -> SageMakerEnv:
@@ -26,7 +30,7 @@ def _root(base: Path, host: str) -> SageMakerEnv:
     env.hyperparameters_path.write_text(
         json.dumps(
             {
-                "epochs": "2",
+                "epochs": str(EPOCHS),
                 "batch_size": "64",
                 "embedding_dim": "8",
                 "early_stopping_patience": "0",
@@ -42,13 +46,12 @@ def _root(base: Path, host: str) -> SageMakerEnv:
     return env
 
 
-# Known failure, upstream: Keras 3's model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy
-# (keras-team/keras#20585, tensorflow/tensorflow#72388; reproduced here with a one-Dense-layer model).
-# The cluster set-up is ours and works: both workers connect and build the strategy (2 replicas in
-# sync), then Keras fails converting the per-replica batch ("Attempt to convert a value (PerReplica...)
-# ... to a Tensor"). Strict: the day Keras or fit gets past it, XPASS turns the test red and this
-# mark must go.
-@pytest.mark.xfail(strict=True, reason="Keras 3 model.fit under MultiWorkerMirroredStrategy (keras#20585)")
+def _report(log: str) -> dict:
+    done = [line for line in log.splitlines() if line.startswith("training: done: ")]
+    assert len(done) == 1, f"expected one 'done' line in the log:\n{log[-4000:]}"
+    return json.loads(done[0].removeprefix("training: done: "))
+
+
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     workers = ",".join(f"{h}=127.0.0.1:{free_port()}" for h in HOSTS)
     envs = {h: _root(tmp_path, h) for h in HOSTS}
@@ -78,11 +81,50 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
                 proc.kill()
     for host, proc in procs.items():
         assert proc.returncode == 0, f"{host} failed:\n{logs[host][-4000:]}"
+    for host in HOSTS:
+        assert "distributed: MultiWorkerMirroredStrategy" in logs[host] and "2 replicas in sync" in logs[host]
+
+    # Only the chief writes the model and the checkpoints.
     chief, worker = envs["algo-1"], envs["algo-2"]
     metadata = json.loads((chief.model_dir / "metadata.json").read_text())
     assert metadata["training"]["workers"] == 2
+    assert metadata["training"]["epochs_run"] == EPOCHS
     assert (chief.model_dir / "towers.npz").is_file()
     assert not worker.model_dir.exists() or not any(worker.model_dir.iterdir())
     assert [p.name for p in chief.checkpoints_dir.iterdir()] and not worker.checkpoints_dir.exists()
-    for host in HOSTS:
-        assert "distributed: MultiWorkerMirroredStrategy" in logs[host] and "2 replicas in sync" in logs[host]
+
+    # The data is split between the workers, never copied: each trains on a real part of every epoch,
+    # and the parts add up to exactly the training ratings.
+    n_train = len(pd.read_parquet(chief.input_data_dir / "train" / "ratings.parquet"))
+    seen = {host: [tuple(map(int, m)) for m in _EPOCH_LINE.findall(logs[host])] for host in HOSTS}
+    assert [e for e, _, _ in seen["algo-1"]] == list(range(1, EPOCHS + 1)), logs["algo-1"][-3000:]
+    for (_, chief_n, total_1), (_, worker_n, total_2) in zip(seen["algo-1"], seen["algo-2"], strict=True):
+        assert total_1 == total_2 == chief_n + worker_n == n_train
+        assert 0 < chief_n < n_train and 0 < worker_n < n_train
+
+    # Different data, yet the very same final weights on both workers: the gradients were all-reduced.
+    reports = {host: _report(logs[host]) for host in HOSTS}
+    assert reports["algo-1"]["towers_sha256"] == reports["algo-2"]["towers_sha256"]
+    assert reports["algo-1"]["host_is_chief"] and not reports["algo-2"]["host_is_chief"]
+    assert reports["algo-1"]["metrics"]["val_rmse"] == reports["algo-2"]["metrics"]["val_rmse"]
+
+    # And it learned: the training loss falls epoch after epoch, and the model beats the global mean
+    # (what an untrained model, all biases at the mean and tiny vectors, predicts).
+    latest = max(chief.checkpoints_dir.glob("epoch-*"))
+    history = json.loads((latest / "state.json").read_text())["history"]
+    losses = history["loss"]
+    assert len(losses) == EPOCHS and all(np.diff(losses) < 0), history
+    metrics = metadata["metrics"]
+    assert metrics["val_rmse"] < metrics["global_mean_val_rmse"], metrics
+    print(
+        json.dumps(
+            {
+                "train_ratings": n_train,
+                "examples_per_epoch": {host: [n for _, n, _ in seen[host]] for host in HOSTS},
+                "loss": losses,
+                "val_rmse": metrics["val_rmse"],
+                "global_mean_val_rmse": metrics["global_mean_val_rmse"],
+                "towers_sha256": reports["algo-1"]["towers_sha256"],
+            }
+        )
+    )
