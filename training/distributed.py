@@ -80,3 +80,19 @@ def weights_digest(arrays: Mapping[str, npt.ArrayLike]) -> str:
         digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def wait_for_all_workers(strategy: Any, workers: int) -> None:
+    """Block until every worker gets here: no worker may end the job while the chief still writes.
+
+    SageMaker local mode stops every container as soon as one exits, and a non-chief worker finishes
+    first (it exports nothing and tracks nothing), which would cut the chief off mid-export.
+    """
+    import tensorflow as tf
+
+    arrived = int(strategy.reduce(tf.distribute.ReduceOp.SUM, tf.constant(1), axis=None))
+    if arrived != workers:
+        raise RuntimeError(
+            f"{arrived} worker(s) reached the end of training, expected {workers} (the hosts in "
+            "resourceconfig.json): the cluster is not the one the job was started with."
+        )

@@ -102,6 +102,10 @@ def run(env: SageMakerEnv, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
             workers=len(resource.hosts),
             started=started,
         )
+        if strategy is not None:
+            from training.distributed import wait_for_all_workers
+
+            wait_for_all_workers(strategy, len(resource.hosts))
     except BaseException:
         tracker.end("FAILED")
         raise

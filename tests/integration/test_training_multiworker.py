@@ -1,4 +1,5 @@
-"""Two workers on this machine: two real entry-point processes, one MultiWorkerMirroredStrategy."""
+"""Two workers on this machine, one MultiWorkerMirroredStrategy: two real entry-point processes, and a
+SageMaker local-mode job with instance_count=2 (two containers of the ML image)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ import pandas as pd
 import pytest
 
 from mlops.paths import ROOT
-from mlops.train import free_port, write_channels
+from mlops.train import free_port, run_local_job, write_channels
+from tests.integration.test_training_local_mode import image  # noqa: F401  (fixture: the rebuilt image)
 from tests.unit.test_training_checkpoints import synthetic_data
 from training.contract import SageMakerEnv
 
@@ -46,10 +49,13 @@ def _root(base: Path, host: str) -> SageMakerEnv:
     return env
 
 
+_DONE_LINE = re.compile(r"training: done: (\{.*\})")
+
+
 def _report(log: str) -> dict:
-    done = [line for line in log.splitlines() if line.startswith("training: done: ")]
+    done = _DONE_LINE.findall(log)
     assert len(done) == 1, f"expected one 'done' line in the log:\n{log[-4000:]}"
-    return json.loads(done[0].removeprefix("training: done: "))
+    return json.loads(done[0])
 
 
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
@@ -128,3 +134,36 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
             }
         )
     )
+
+
+def test_local_mode_job_with_two_instances(image, tmp_path, capfd):  # noqa: F811
+    data = synthetic_data()
+    channels = write_channels(
+        pd.concat([data.ratings, data.validation], ignore_index=True), data.movies, None, tmp_path / "ch"
+    )
+    hyperparameters = {
+        "epochs": "2",
+        "batch_size": "64",
+        "embedding_dim": "8",
+        "early_stopping_patience": "0",
+        "dataset": "synthetic",
+    }
+    job = run_local_job(channels, hyperparameters, tmp_path / "job", image=image, instance_count=2)
+    logs = capfd.readouterr().out
+    assert job.failure is None, f"{job.failure}\n{logs[-4000:]}"
+    metadata = json.loads((job.model_dir / "metadata.json").read_text())
+    assert metadata["training"]["workers"] == 2 and metadata["training"]["epochs_run"] == 2
+    assert (job.model_dir / "towers.npz").is_file()
+    # The chief got to the end (local mode stops every container when the first one exits, and the
+    # non-chief worker finishes first): its report is in the job's output.
+    with tarfile.open(job.output_artifact) as tar:
+        member = tar.extractfile("data/training_report.json")
+        assert member is not None
+        report = json.loads(member.read())
+    assert report["workers"] == 2 and report["host_is_chief"]
+    # One line per container: both trained together and ended with the same weights.
+    done = [json.loads(m) for m in _DONE_LINE.findall(logs)]
+    assert sorted(r["host_is_chief"] for r in done) == [False, True], logs[-4000:]
+    assert len({r["towers_sha256"] for r in done}) == 1
+    assert done[0]["towers_sha256"] == report["towers_sha256"]
+    assert len(_EPOCH_LINE.findall(logs)) == 2 * 2
