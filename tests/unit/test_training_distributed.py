@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from training.contract import ResourceConfig
-from training.distributed import strategy_for, tf_config, weights_digest
+from training.distributed import strategy_for, tf_config, wait_for_all_workers, weights_digest
 from training.loop import MultiWorkerFit, is_multi_worker
 
 
@@ -173,3 +173,9 @@ def test_a_dataset_that_runs_out_is_named(strategy):
         model = _model(seed=0)
     with pytest.raises(ValueError, match=r"ran out at step 3 of epoch 2: .* 4 x 2"):
         MultiWorkerFit(model, strategy).fit(_data(24, 4, 0), epochs=2, steps_per_epoch=4)
+
+
+def test_the_end_of_training_counts_every_worker(strategy):
+    wait_for_all_workers(strategy, 1)
+    with pytest.raises(RuntimeError, match=r"1 worker.*expected 2"):
+        wait_for_all_workers(strategy, 2)
