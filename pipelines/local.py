@@ -12,9 +12,12 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -388,8 +391,11 @@ def run_local(
         console.print(f"running {settings.pipeline_name} locally on {dataset} ({version}) in Docker ...")
         t0 = time.monotonic()
         log = ContainerLog(sys.stderr)
-        with contextlib.redirect_stdout(log):
+        with contextlib.redirect_stdout(log), _interrupts_noted() as interrupted:
             execution = pipeline.start(parameters=parameters)
+        if interrupted.is_set():
+            # The local executor turns Ctrl-C into a failed step and carries on; it was an interrupt.
+            raise KeyboardInterrupt
         timings["pipeline"] = round(time.monotonic() - t0, 1)
     finally:
         # Also on Ctrl-C: no container of this run, and no feature server it started, outlives it.
@@ -471,6 +477,28 @@ def run_local(
         model_package_arn=arn,
         seconds=timings,
     )
+
+
+@contextlib.contextmanager
+def _interrupts_noted() -> Iterator[threading.Event]:
+    """Note a Ctrl-C (SIGINT) while the block runs, still raising KeyboardInterrupt where it lands."""
+    noted = threading.Event()
+    # Handlers can only be set from the main thread; a process started with SIGINT ignored keeps it so.
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        yield noted
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        noted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_feast(dataset: str, console: Console) -> Any:

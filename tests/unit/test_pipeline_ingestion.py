@@ -235,3 +235,17 @@ def test_approval_keeps_the_reuse_key_on_moto() -> None:
         assert registry.find(sm, "g", dataset_version="d1", code_version="c1")["ModelPackageArn"] == arn
         assert registry.find(sm, "g", dataset_version="d1", code_version="c2") is None
         assert registry.find(sm, "missing-group", dataset_version="d1") is None
+
+
+def test_ctrl_c_during_a_run_is_noted_and_still_interrupts() -> None:
+    import os
+    import signal
+
+    from pipelines.local import _interrupts_noted
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), _interrupts_noted() as noted:
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.sigtimedwait([], 0.5)  # let the handler run
+    assert noted.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
