@@ -29,10 +29,20 @@ TOWER_DTYPES: dict[str, type[np.generic]] = {
     "feature_std": np.float32,
 }
 
+# The ranking tower (docs/contracts.md section 3): present when the model was trained with
+# ranking_weight > 0; all four or none.
+RANK_TOWER_DTYPES: dict[str, type[np.generic]] = {
+    "rank_movie_vectors": np.float32,
+    "rank_movie_bias": np.float32,
+    "rank_user_id_vectors": np.float32,
+    "rank_user_feature_weights": np.float32,
+}
+
 # Written from the model itself; a caller's metadata may not contradict them.
 _DERIVED_KEYS = (
     "user_feature_names",
     "embedding_dim",
+    "ranking_dim",
     "rating_range",
     "hyperparameters",
     "feature_definition_version",
@@ -51,6 +61,11 @@ def export_model_dir(result: FitResult, out_dir: Path, *, metadata: dict[str, An
     derived: dict[str, Any] = {
         "user_feature_names": list(result.user_feature_names),
         "embedding_dim": int(result.towers["movie_vectors"].shape[1]),
+        "ranking_dim": (
+            int(result.towers["rank_movie_vectors"].shape[1])
+            if "rank_movie_vectors" in result.towers
+            else None
+        ),
         "rating_range": [float(RATING_RANGE[0]), float(RATING_RANGE[1])],
         "hyperparameters": hp.model_dump(),
         "feature_definition_version": DEFINITION_VERSION,
@@ -104,6 +119,14 @@ def _checked_towers(result: FitResult) -> dict[str, np.ndarray]:
             f"FitResult.towers lacks {missing}; it must hold every key of docs/contracts.md section 3"
         )
     out = {k: np.asarray(towers[k]).astype(dt) for k, dt in TOWER_DTYPES.items()}
+    rank_present = sorted(set(RANK_TOWER_DTYPES) & set(towers))
+    if rank_present and len(rank_present) != len(RANK_TOWER_DTYPES):
+        raise ValueError(
+            f"FitResult.towers holds only {rank_present} of the ranking tower's "
+            f"{sorted(RANK_TOWER_DTYPES)}; a model has all of them or none"
+        )
+    if rank_present:
+        out.update({k: np.asarray(towers[k]).astype(dt) for k, dt in RANK_TOWER_DTYPES.items()})
     n, d = out["movie_vectors"].shape
     u = out["user_ids"].shape[0]
     f = out["feature_mean"].shape[0]
@@ -117,6 +140,14 @@ def _checked_towers(result: FitResult) -> dict[str, np.ndarray]:
         "user_feature_bias_weights": (f,),
         "feature_std": (f,),
     }
+    if rank_present:
+        r = out["rank_movie_vectors"].shape[1] if out["rank_movie_vectors"].ndim == 2 else -1
+        expected.update(
+            rank_movie_vectors=(n, r),
+            rank_movie_bias=(n,),
+            rank_user_id_vectors=(u, r),
+            rank_user_feature_weights=(f, r),
+        )
     for key, shape in expected.items():
         if out[key].shape != shape:
             raise ValueError(f"towers[{key!r}] has shape {out[key].shape}, expected {shape}")

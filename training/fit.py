@@ -19,7 +19,13 @@ from features.definition import feature_view
 from training.hyperparameters import Hyperparameters
 from training.loop import MultiWorkerFit, is_multi_worker
 from training.metrics import mae, rmse
-from training.model import RATING_RANGE, ModelTables, build_serving_model, build_training_model
+from training.model import (
+    RATING_RANGE,
+    ModelTables,
+    build_serving_model,
+    build_training_model,
+    implicit_weights,
+)
 
 _RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 _MOVIE_COLUMNS = ("movie_id", "title", "year", "genres")
@@ -218,11 +224,20 @@ class _Prepared:
     train_users: npt.NDArray[np.int32]
     train_movies: npt.NDArray[np.int32]
     train_ratings: npt.NDArray[np.float32]
+    train_pairs: npt.NDArray[np.int64]  # per training rating: its entry in the rated CSR arrays
     val_users: npt.NDArray[np.int32] | None
     val_movies: npt.NDArray[np.int32] | None
     val_ratings: npt.NDArray[np.float32] | None
+    val_pairs: npt.NDArray[np.int64] | None  # -1 where the pair is not in the training history
     catalog: pd.DataFrame
     rated: dict[str, npt.NDArray[Any]]
+
+    def history_weights(self, hp: Hyperparameters, pairs: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Each pair's weight in its user's ranking history (0 for a pair not in it)."""
+        t = self.tables
+        w = implicit_weights(t.rated_splits, t.rated_recency, hp.ranking_half_life)
+        out: npt.NDArray[np.float32] = np.where(pairs >= 0, w[np.maximum(pairs, 0)], 0.0).astype(np.float32)
+        return out
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], table: str) -> None:
@@ -332,6 +347,15 @@ def _prepare(data: TrainingData) -> _Prepared:
         rated_recency=pair_frame["recency"].to_numpy(dtype=np.int32),
         global_mean=float(ratings["rating"].mean()),
     )
+    pair_pos = pd.Series(
+        np.arange(len(pairs), dtype=np.int64),
+        index=pd.MultiIndex.from_arrays([pairs[:, 0], pairs[:, 1]]),
+    )
+
+    def pair_positions(u: npt.NDArray[np.int32], m: npt.NDArray[np.int32]) -> npt.NDArray[np.int64]:
+        found = pair_pos.reindex(pd.MultiIndex.from_arrays([u.astype(np.int64), m.astype(np.int64)]))
+        return found.fillna(-1).to_numpy(dtype=np.int64)
+
     rated = {
         "user_ids": user_ids.astype(np.int64),
         "indptr": splits[1:].astype(np.int64) - splits[1],
@@ -351,12 +375,13 @@ def _prepare(data: TrainingData) -> _Prepared:
         }
     )
 
-    val_u = val_m = val_r = None
+    val_u = val_m = val_r = val_p = None
     if data.validation is not None and len(data.validation):
         v = data.validation
         val_u = (user_index.get_indexer(v["user_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
         val_m = (catalog_index.get_indexer(v["movie_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
         val_r = v["rating"].to_numpy(dtype=np.float32)
+        val_p = pair_positions(val_u, val_m)
     return _Prepared(
         tables=tables,
         user_ids=user_ids,
@@ -368,9 +393,11 @@ def _prepare(data: TrainingData) -> _Prepared:
         train_users=u_rows,
         train_movies=m_rows,
         train_ratings=ratings["rating"].to_numpy(dtype=np.float32),
+        train_pairs=pair_positions(u_rows, m_rows),
         val_users=val_u,
         val_movies=val_m,
         val_ratings=val_r,
+        val_pairs=val_p,
         catalog=catalog,
         rated=rated,
     )
@@ -403,6 +430,7 @@ def _train_dataset(p: _Prepared, hp: Hyperparameters, initial_epoch: int) -> tf.
     users = tf.constant(p.train_users)
     movies = tf.constant(p.train_movies)
     ratings = tf.constant(p.train_ratings)
+    history = tf.constant(p.history_weights(hp, p.train_pairs))
     n = int(p.train_users.size)
     seed = hp.seed
 
@@ -419,6 +447,7 @@ def _train_dataset(p: _Prepared, hp: Hyperparameters, initial_epoch: int) -> tf.
         }
         y = {"rating": tf.gather(ratings, order)}
         if hp.ranking_weight > 0:
+            x["history_weight"] = tf.gather(history, order)
             y["ranking"] = tf.gather(movies, order)
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(hp.batch_size)
 
@@ -435,6 +464,8 @@ def _eval_dataset(p: _Prepared, hp: Hyperparameters) -> tf.data.Dataset:
     }
     y: dict[str, npt.NDArray[Any]] = {"rating": p.val_ratings}
     if hp.ranking_weight > 0:
+        assert p.val_pairs is not None
+        x["history_weight"] = p.history_weights(hp, p.val_pairs)
         y["ranking"] = p.val_movies
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(max(hp.batch_size, 4096))
 
@@ -478,6 +509,35 @@ def user_side(
         bias = bias + z @ towers["user_feature_bias_weights"]
     assert vec.shape[1] == d and (features is None or features.shape[1] == f)
     return vec.astype(np.float32), bias.astype(np.float32)
+
+
+def ranking_scores(
+    towers: dict[str, npt.NDArray[Any]],
+    user_ids: npt.NDArray[np.int64],
+    features: npt.NDArray[np.float64] | None,
+) -> npt.NDArray[np.float32]:
+    """Top-K scores of every catalog movie (columns in `movie_ids` order) per user, as serving ranks them.
+
+    With the ranking tower's arrays: rank_movie_bias + rank_user_vector . rank_movie_vector; without
+    them (ranking_weight 0, or an older model): the rating score minus the per-user terms, which do
+    not change a user's order of movies.
+    """
+    if "rank_movie_vectors" not in towers:
+        uv, _ = user_side(towers, user_ids, features)
+        rating: npt.NDArray[np.float32] = (
+            uv @ towers["movie_vectors"].T + towers["movie_bias"][None, :]
+        ).astype(np.float32)
+        return rating
+    rows = pd.Index(towers["user_ids"]).get_indexer(user_ids)
+    known = rows >= 0
+    vec = np.where(known[:, None], towers["rank_user_id_vectors"][np.maximum(rows, 0)], 0.0)
+    if features is not None:
+        z = standardize(features, towers["feature_mean"], towers["feature_std"])
+        vec = vec + z @ towers["rank_user_feature_weights"]
+    scores: npt.NDArray[np.float32] = (
+        vec @ towers["rank_movie_vectors"].T + towers["rank_movie_bias"][None, :]
+    ).astype(np.float32)
+    return scores
 
 
 def predict_ratings(

@@ -133,6 +133,11 @@ def test_towers_keys_dtypes_and_shapes(model_dir: Path, trained):
         "user_feature_bias_weights": ("float32", (f,)),
         "feature_mean": ("float32", (f,)),
         "feature_std": ("float32", (f,)),
+        # The ranking tower (on by default).
+        "rank_movie_vectors": ("float32", (n, meta["ranking_dim"])),
+        "rank_movie_bias": ("float32", (n,)),
+        "rank_user_id_vectors": ("float32", (u, meta["ranking_dim"])),
+        "rank_user_feature_weights": ("float32", (f, meta["ranking_dim"])),
     }
     assert sorted(t.files) == sorted(expect)
     for key, (dtype, shape) in expect.items():
@@ -251,3 +256,70 @@ def test_export_refuses_metadata_that_contradicts_the_model(trained, tmp_path: P
     result, _, _ = trained
     with pytest.raises(ValueError, match="embedding_dim"):
         export_model_dir(result, tmp_path, metadata={"embedding_dim": 999})
+
+
+def numpy_ranking_scores(towers, user_ids, feats):
+    """Contract section 3's top-K score, written independently of training/: what serving ranks by."""
+    z = (feats - towers["feature_mean"]) / towers["feature_std"]
+    rows = {int(u): i for i, u in enumerate(towers["user_ids"])}
+    out = []
+    for uid, zi in zip(user_ids, z, strict=True):
+        r = rows.get(int(uid))
+        uv = (towers["rank_user_id_vectors"][r] if r is not None else 0.0) + zi @ towers[
+            "rank_user_feature_weights"
+        ]
+        out.append(towers["rank_movie_bias"] + towers["rank_movie_vectors"] @ uv)
+    return np.array(out)
+
+
+def test_numpy_ranking_scores_equal_the_trained_logits(model_dir: Path, trained):
+    """The exported ranking tower (history folded in, temperature folded into the movie side) gives the
+    logits the softmax was trained on, for known users and for a cold user without features."""
+    result, train, movies = trained
+    t = {k: v for k, v in np.load(model_dir / "towers.npz").items()}
+    core = result.training_model.get_layer("recommender")
+    users = t["user_ids"][:12]
+    user_rows = pd.Index(t["user_ids"]).get_indexer(users) + 1
+    rows = np.concatenate([user_rows, [0]]).astype("int32")  # row 0: the unknown user
+    _, logits = core(rows, np.ones_like(rows), with_ranking=True)
+    got = np.asarray(logits)[:, 1:]  # column 0 is the unknown movie row
+    names = json.loads((model_dir / "metadata.json").read_text())["user_feature_names"]
+    raw = np.vstack(
+        [
+            user_features(train, movies).set_index("user_id").loc[users, names].to_numpy(),
+            t["feature_mean"][None, :],  # a cold user at the mean: z = 0
+        ]
+    )
+    want = numpy_ranking_scores(t, np.concatenate([users, [123_456]]), raw)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # A cold user without features ranks by the ranking tower's movie bias (popularity-like), not 0s.
+    assert np.std(want[-1]) > 1e-3
+
+
+def test_ranking_tower_does_not_move_the_rating_tower(trained):
+    """The two towers share no parameter: the same seed with and without the ranking loss gives the
+    same rating tower (a ranking loss that reached the rating embeddings would change them)."""
+    result, train, movies = trained
+    hp = result.hyperparameters.model_copy(update={"ranking_weight": 0.0})
+    without = fit(TrainingData(ratings=train, movies=movies), hp)
+    assert "rank_movie_vectors" not in without.towers
+    for key in ("movie_vectors", "movie_bias", "user_id_vectors", "user_id_bias", "user_feature_weights"):
+        np.testing.assert_allclose(result.towers[key], without.towers[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_model_without_ranking_tower_exports_the_rating_towers_only(trained, tmp_path: Path):
+    result, train, movies = trained
+    hp = result.hyperparameters.model_copy(update={"ranking_weight": 0.0, "epochs": 1})
+    plain = fit(TrainingData(ratings=train, movies=movies), hp)
+    out = export_model_dir(plain, tmp_path, metadata={})
+    t = np.load(out / "towers.npz")
+    assert not any(k.startswith("rank_") for k in t.files)
+    assert json.loads((out / "metadata.json").read_text())["ranking_dim"] is None
+
+
+def test_export_refuses_a_partial_ranking_tower(trained, tmp_path: Path):
+    result, _, _ = trained
+    towers = {k: v for k, v in result.towers.items() if k != "rank_movie_bias"}
+    broken = FitResult(**{**result.__dict__, "towers": towers})
+    with pytest.raises(ValueError, match="rank_movie_bias"):
+        export_model_dir(broken, tmp_path, metadata={})
