@@ -26,6 +26,13 @@ TOWER_KEYS = (
     "feature_mean",
     "feature_std",
 )
+# The ranking tower (contract section 3): all four or none. Without it, top-K ranks by the rating score.
+RANK_TOWER_KEYS = (
+    "rank_movie_vectors",
+    "rank_movie_bias",
+    "rank_user_id_vectors",
+    "rank_user_feature_weights",
+)
 CATALOG_COLUMNS = ("movie_id", "title", "year", "genres", "popularity_rank")
 
 F32 = npt.NDArray[np.float32]
@@ -83,6 +90,16 @@ class ModelArtifacts:
     popularity_rank: npt.NDArray[np.int64]
     rated: RatedMovies
     warnings: list[str] = field(default_factory=list)
+    # The ranking tower, when the model has one (see RANK_TOWER_KEYS).
+    rank_movie_vectors: F32 | None = None
+    rank_movie_bias: F32 | None = None
+    rank_user_id_vectors: F32 | None = None
+    rank_user_feature_weights: F32 | None = None
+
+    @property
+    def has_ranking_tower(self) -> bool:
+        """Whether top-K ranks with the ranking tower (else with the rating score)."""
+        return self.rank_movie_vectors is not None
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -125,6 +142,14 @@ def _read_towers(path: Path, n_features: int) -> dict[str, np.ndarray]:  # type:
                 f"{file} lacks the arrays {missing} (contract section 3); re-export the model"
             )
         t = {k: npz[k] for k in TOWER_KEYS}
+        rank = [k for k in RANK_TOWER_KEYS if k in npz.files]
+        if rank and len(rank) != len(RANK_TOWER_KEYS):
+            absent = [k for k in RANK_TOWER_KEYS if k not in rank]
+            raise ModelDirError(
+                f"{file} holds the ranking arrays {rank} but lacks {absent}; a model has all of "
+                f"{list(RANK_TOWER_KEYS)} or none (contract section 3); re-export the model"
+            )
+        t.update({k: npz[k] for k in rank})
     n, d = t["movie_vectors"].shape if t["movie_vectors"].ndim == 2 else (-1, -1)
     u = len(t["user_ids"])
     expected = {
@@ -140,6 +165,14 @@ def _read_towers(path: Path, n_features: int) -> dict[str, np.ndarray]:  # type:
         "feature_mean": (n_features,),
         "feature_std": (n_features,),
     }
+    if "rank_movie_vectors" in t:
+        r = t["rank_movie_vectors"].shape[1] if t["rank_movie_vectors"].ndim == 2 else -1
+        expected.update(
+            rank_movie_vectors=(n, r),
+            rank_movie_bias=(n,),
+            rank_user_id_vectors=(u, r),
+            rank_user_feature_weights=(n_features, r),
+        )
     for key, shape in expected.items():
         if t[key].shape != shape:
             raise ModelDirError(
@@ -152,7 +185,7 @@ def _read_towers(path: Path, n_features: int) -> dict[str, np.ndarray]:  # type:
         )
     if len(np.unique(t["movie_ids"])) != n or len(np.unique(t["user_ids"])) != u:
         raise ModelDirError(f"{file}: movie_ids and user_ids must hold no duplicates")
-    for key in TOWER_KEYS:
+    for key in t:
         if t[key].dtype.kind == "f" and not np.all(np.isfinite(t[key])):
             raise ModelDirError(
                 f"{file}: {key} holds NaN or infinite values; the model did not train cleanly"
@@ -253,4 +286,5 @@ def load_model_dir(path: Path) -> ModelArtifacts:
         popularity_rank=np.array([-1 if r is None else r for r in cat["popularity_rank"]], np.int64),
         rated=rated,
         warnings=warnings,
+        **{k: np.ascontiguousarray(t[k], np.float32) for k in RANK_TOWER_KEYS if k in t},
     )

@@ -21,6 +21,9 @@ class UserVector:
     fallback: str | None
     # [vector, bias]: scores come out of one matrix-vector product with [movie_vectors, 1].
     augmented: npt.NDArray[np.float32]
+    # [ranking vector, 1] when the model has a ranking tower: top-K scores are one product with
+    # [rank_movie_vectors, rank_movie_bias].
+    rank_augmented: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,30 @@ class Predictor:
         self._feature_mean = model.feature_mean
         self._feature_names = model.feature_names
         self._movie_id_list = [int(m) for m in model.movie_ids]
+        # The ranking tower, folded alike: [rank vec, 1] = x @ [Wr / std, 0] + [-(mean / std) @ Wr, 1]
+        # (+ [id vec, 0]); top-K is then one product with [rank_movie_vectors, rank_movie_bias].
+        self._rank_movie_aug: npt.NDArray[np.float32] | None = None
+        if (
+            model.rank_movie_vectors is not None
+            and model.rank_movie_bias is not None
+            and model.rank_user_id_vectors is not None
+            and model.rank_user_feature_weights is not None
+        ):
+            r = model.rank_movie_vectors.shape[1]
+            self._rank_movie_aug = np.ascontiguousarray(
+                np.hstack([model.rank_movie_vectors, model.rank_movie_bias[:, None]]), np.float32
+            )
+            wr = model.rank_user_feature_weights.astype(np.float64)
+            self._rank_feat_aug = np.hstack([wr * inv_std[:, None], np.zeros((wr.shape[0], 1))]).astype(
+                np.float32
+            )
+            self._rank_feat_offset = np.append(-(model.feature_mean * inv_std) @ wr, 1.0).astype(np.float32)
+            # The trailing 1 comes from the feature offset (features given) or the cold row (not given).
+            self._rank_id_aug = np.hstack(
+                [model.rank_user_id_vectors, np.zeros((len(model.user_ids), 1), np.float32)]
+            ).astype(np.float32)
+            self._rank_cold_aug = np.zeros(r + 1, np.float32)
+            self._rank_cold_aug[r] = 1.0
         names = sorted({g for gs in model.genres for g in gs})
         self.genres: tuple[str, ...] = tuple(names)
         self._genre_mask = {g: np.array([g in gs for gs in model.genres], dtype=bool) for g in names}
@@ -86,9 +113,12 @@ class Predictor:
     ) -> UserVector:
         """The user's vector and bias from the id part and standardized features (missing: at the mean)."""
         row = self._user_row.get(user_id)
+        rank: npt.NDArray[np.float32] | None = None
         if features is None:
             # z = 0 (every feature at its mean): the feature part of the user side vanishes.
             aug = self._cold_aug if row is None else self._id_aug[row]
+            if self._rank_movie_aug is not None:
+                rank = self._rank_cold_aug if row is None else self._rank_id_aug[row] + self._rank_cold_aug
         else:
             x, complete = self._feature_row(features)
             if not complete and fallback is None:
@@ -96,8 +126,13 @@ class Predictor:
             aug = x @ self._feat_aug + self._feat_offset
             if row is not None:
                 aug += self._id_aug[row]
+            if self._rank_movie_aug is not None:
+                rank = x @ self._rank_feat_aug
+                rank += self._rank_feat_offset
+                if row is not None:
+                    rank += self._rank_id_aug[row]
         d = self._d
-        return UserVector(aug[:d], float(aug[d]), fallback, aug)
+        return UserVector(aug[:d], float(aug[d]), fallback, aug, rank)
 
     def _feature_row(self, features: Mapping[str, object]) -> tuple[npt.NDArray[np.float32], bool]:
         """Raw features in the model's order; a missing or non-numeric one sits at its training mean."""
@@ -120,6 +155,14 @@ class Predictor:
         out += self._movie_bias
         return out
 
+    def ranking_scores(self, user: UserVector) -> npt.NDArray[np.float32]:
+        """Top-K scores of every catalog movie, in catalog row order: the ranking tower's score when
+        the model has one, else the rating score (whose order is the same as the ranking would be)."""
+        if self._rank_movie_aug is None or user.rank_augmented is None:
+            return self.scores(user)
+        out: npt.NDArray[np.float32] = self._rank_movie_aug @ user.rank_augmented
+        return out
+
     def top_k(
         self,
         user_id: int,
@@ -128,8 +171,9 @@ class Predictor:
         include_rated: bool = False,
         genres: Sequence[str] = (),
     ) -> list[Recommendation]:
-        """The k best-scoring movies, best first; rated excluded unless asked; any of `genres` if given."""
-        s = self.scores(user)
+        """The k best-scoring movies (ranking score), best first; rated excluded unless asked; any of
+        `genres` if given."""
+        s = self.ranking_scores(user)
         if genres:
             mask = self._genre_mask[genres[0]]
             for g in genres[1:]:

@@ -133,3 +133,91 @@ def test_bad_model_directories_fail_with_the_file_named(tmp_path, breakage, mess
     breakage(d)
     with pytest.raises(ModelDirError, match=message):
         load_model_dir(d)
+
+
+def add_ranking_tower(d: Path, dim: int = 6, seed: int = 3) -> Path:
+    """Add the contract's ranking arrays to a model directory written by write_model_dir."""
+    t = dict(np.load(d / "towers.npz"))
+    rng = np.random.default_rng(seed)
+    n, u, f = len(t["movie_ids"]), len(t["user_ids"]), len(t["feature_mean"])
+    t.update(
+        rank_movie_vectors=rng.normal(0, 1.0, (n, dim)).astype(np.float32),
+        rank_movie_bias=rng.normal(0, 1.0, n).astype(np.float32),
+        rank_user_id_vectors=rng.normal(0, 1.0, (u, dim)).astype(np.float32),
+        rank_user_feature_weights=rng.normal(0, 1.0, (f, dim)).astype(np.float32),
+    )
+    np.savez(d / "towers.npz", **t)
+    return d
+
+
+def brute_force_ranking(model_dir: Path, user_id: int, features: dict[str, float] | None) -> np.ndarray:
+    """The contract's top-K score with a ranking tower, written out independently of the predictor."""
+    t = np.load(model_dir / "towers.npz")
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    r = t["rank_movie_vectors"].shape[1]
+    uvec = np.zeros(r)
+    if features is not None:
+        x = np.array([features[n] for n in meta["user_feature_names"]])
+        uvec = ((x - t["feature_mean"]) / t["feature_std"]) @ t["rank_user_feature_weights"]
+    rows = np.flatnonzero(t["user_ids"] == user_id)
+    if len(rows):
+        uvec = uvec + t["rank_user_id_vectors"][rows[0]]
+    return t["rank_movie_bias"] + t["rank_movie_vectors"] @ uvec
+
+
+@pytest.fixture(scope="module")
+def ranked_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return add_ranking_tower(write_model_dir(tmp_path_factory.mktemp("ranked")))
+
+
+@pytest.mark.parametrize(("user_id", "features"), [(5, None), (5, FEATS), (99_999, FEATS), (99_999, None)])
+def test_top_k_ranks_by_the_ranking_tower_when_present(ranked_dir, user_id, features):
+    p = Predictor(load_model_dir(ranked_dir))
+    assert p.model.has_ranking_tower
+    user = p.user_vector(user_id, features, None)
+    recs = p.top_k(user_id, user, 10)
+    expected = brute_force_ranking(ranked_dir, user_id, features)
+    rated_rows = {4, 5, 6} if user_id == 5 else set()
+    order = [i for i in np.argsort(-expected) if i not in rated_rows][:10]
+    assert [r.movie_id for r in recs] == p.model.movie_ids[order].tolist()
+    np.testing.assert_allclose([r.score for r in recs], expected[order], rtol=1e-5, atol=1e-5)
+    # The ranking tower's order is not the rating score's (else this test could not tell them apart).
+    rating_order = np.argsort(-brute_force(ranked_dir, user_id, features))
+    assert [i for i in rating_order if i not in rated_rows][:10] != order
+
+
+def test_ratings_stay_on_the_rating_tower_when_a_ranking_tower_is_present(ranked_dir):
+    p = Predictor(load_model_dir(ranked_dir))
+    user = p.user_vector(7, FEATS, None)
+    raw = brute_force(ranked_dir, 7, FEATS)
+    np.testing.assert_allclose(p.predict(user, [500, 10, 250]), np.clip(raw[[49, 0, 24]], 1, 5), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("drop", "reshape", "message"),
+    [
+        ("rank_movie_bias", None, r"lacks \['rank_movie_bias'\]"),
+        (None, ("rank_user_id_vectors", (3, 6)), "rank_user_id_vectors has shape"),
+        (None, ("rank_movie_vectors", (50,)), "rank_movie_vectors has shape"),
+    ],
+)
+def test_a_broken_ranking_tower_fails_with_the_array_named(tmp_path, drop, reshape, message):
+    d = add_ranking_tower(write_model_dir(tmp_path / "m"))
+    t = dict(np.load(d / "towers.npz"))
+    if drop:
+        del t[drop]
+    if reshape:
+        key, shape = reshape
+        t[key] = np.zeros(shape, np.float32)
+    np.savez(d / "towers.npz", **t)
+    with pytest.raises(ModelDirError, match=message):
+        load_model_dir(d)
+
+
+def test_a_non_finite_ranking_tower_is_refused(tmp_path):
+    d = add_ranking_tower(write_model_dir(tmp_path / "m"))
+    t = dict(np.load(d / "towers.npz"))
+    t["rank_movie_bias"][3] = np.nan
+    np.savez(d / "towers.npz", **t)
+    with pytest.raises(ModelDirError, match="rank_movie_bias holds NaN"):
+        load_model_dir(d)
