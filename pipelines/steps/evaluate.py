@@ -53,6 +53,14 @@ class Towers:
         self.user_index = pd.Series(np.arange(len(features)), index=features.index.astype(np.int64))
         self.user_vectors = vectors.reshape(-1, d)
         self.user_bias = bias
+        # Top-K ranks with the ranking tower when the model has one (contract section 3), as serving does.
+        self.rank_user_vectors: npt.NDArray[np.float64] | None = None
+        if "rank_movie_vectors" in t.files:
+            self.rank_movie_vectors = t["rank_movie_vectors"].astype(np.float64)
+            self.rank_movie_bias = t["rank_movie_bias"].astype(np.float64)
+            rank = z @ t["rank_user_feature_weights"].astype(np.float64)
+            rank[known] += t["rank_user_id_vectors"][rows[known].astype(np.int64)]
+            self.rank_user_vectors = rank.reshape(-1, self.rank_movie_vectors.shape[1])
         low, high = self.metadata.get("rating_range", [1.0, 5.0])
         self.rating_range = (float(low), float(high))
 
@@ -80,7 +88,15 @@ class Towers:
         return np.asarray(np.clip(raw, *self.rating_range), dtype=np.float64)
 
     def score_all(self, user_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Scores of every catalog movie (columns in `movie_ids` order) for each user."""
+        """Top-K scores of every catalog movie (columns in `movie_ids` order) for each user."""
+        if self.rank_user_vectors is not None:
+            rows = self.user_index.reindex(np.asarray(user_ids, dtype=np.int64)).to_numpy()
+            known = ~np.isnan(rows)
+            ru = np.zeros((rows.size, self.rank_user_vectors.shape[1]))
+            ru[known] = self.rank_user_vectors[rows[known].astype(np.int64)]
+            return np.asarray(
+                ru @ self.rank_movie_vectors.T + self.rank_movie_bias[None, :], dtype=np.float64
+            )
         uv, ub = self._users(user_ids)
         scores = self.global_bias + ub[:, None] + self.movie_bias[None, :] + uv @ self.movie_vectors.T
         return np.asarray(scores, dtype=np.float64)
