@@ -84,6 +84,21 @@ def ensure_standins() -> tuple[standins.Service, standins.Service]:
     return moto, mlflow
 
 
+def ensure_feast(dataset: str) -> standins.Service:
+    """Reuse the recorded Feast feature server when it answers, else start it on the Docker bridge.
+
+    One server for the whole demo: Prepare pushes the features into it and the endpoint reads them
+    back from it, both from containers, so it listens where containers reach the host.
+    """
+    from features.feast_repo import ensure_built
+
+    feast = standins.recorded().get("feast")
+    if feast is not None and standins.alive(feast):
+        return feast
+    repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))
+    return standins.start_feast(repo.path, host=standins.docker_bridge_ip())
+
+
 def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(  # noqa: S310 (the local endpoint on 127.0.0.1)
@@ -93,8 +108,38 @@ def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 30
         return json.loads(response.read())
 
 
-def deploy(model_data_url: str, image: str, role: str) -> Any:
-    """Serve the model with SageMaker's LocalSession on port 8080; return the session."""
+def warm_feast(url: str, users: tuple[int, ...]) -> dict[int, float]:
+    """Look the demo users up once from the host, so the endpoint's first lookups are not Feast's cold ones.
+
+    `feast serve` loads its registry and opens the online store on the first request (seconds on
+    a busy machine); the endpoint's 0.5 s budget would turn that into cold-start fallbacks.
+    Returns each user's lookup time in seconds; a user Feast does not know raises DemoError.
+    """
+    from features.definition import feature_view
+    from inference.features import FeastHttpFeatureStore, FeatureLookupError
+
+    view = feature_view("user_features")
+    store = FeastHttpFeatureStore(url, view.name, view.feature_names, timeout_s=120)
+    seconds: dict[int, float] = {}
+    for user in users:
+        start = time.monotonic()
+        try:
+            found = store.get_user_features(user)
+        except FeatureLookupError as error:
+            raise DemoError(
+                f"the Feast feature server at {url} did not answer user {user}: {error}"
+            ) from error
+        if found is None:
+            raise DemoError(
+                f"Feast at {url} has no features for user {user}: Prepare's push did not reach its "
+                "online store; `make demo-down` and run `make demo` again"
+            )
+        seconds[user] = round(time.monotonic() - start, 3)
+    return seconds
+
+
+def deploy(model_data_url: str, image: str, role: str, feast_url: str) -> Any:
+    """Serve the model with SageMaker's LocalSession on port 8080, features from Feast; return the session."""
     import boto3
     from sagemaker.core.local import LocalSession
 
@@ -107,7 +152,17 @@ def deploy(model_data_url: str, image: str, role: str) -> Any:
     client.create_model(
         ModelName=ENDPOINT,
         ExecutionRoleArn=role,
-        PrimaryContainer={"Image": image, "ModelDataUrl": model_data_url, "Environment": {}},
+        PrimaryContainer={
+            "Image": image,
+            "ModelDataUrl": model_data_url,
+            "Environment": {
+                "MLOPS_SERVE_FEATURE_STORE": "feast",
+                "MLOPS_SERVE_FEATURE_SOURCE": feast_url,
+                # Feast's feature server over HTTP on a busy 2-core machine: ~15 ms a lookup, with
+                # tails well past the 50 ms production default; past this budget a user falls back.
+                "MLOPS_SERVE_FEATURE_TIMEOUT_S": "0.5",
+            },
+        },
     )
     client.create_endpoint_config(
         EndpointConfigName=ENDPOINT,
@@ -136,17 +191,15 @@ def _delete_endpoint(session: Any) -> None:
             call(**kwargs)
 
 
-def recommend(users: tuple[int, ...]) -> dict[int, list[dict[str, Any]]]:
-    """Top-10 movies for each user from the local endpoint."""
-    out: dict[int, list[dict[str, Any]]] = {}
+def recommend(users: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    """Top-10 movies for each user from the local endpoint, with the fallback reason (None: features used)."""
+    out: dict[int, dict[str, Any]] = {}
     for user in users:
         answer = _http_json(f"http://127.0.0.1:{PORT}/invocations", {"user_id": user, "k": 10})
         recs = answer.get("recommendations") if isinstance(answer, dict) else None
-        if recs is None and isinstance(answer, dict) and answer.get("predictions"):
-            recs = answer["predictions"][0].get("recommendations")
         if not recs:
             raise DemoError(f"the endpoint answered user {user} without recommendations: {str(answer)[:300]}")
-        out[user] = recs
+        out[user] = {"recommendations": recs, "fallback": answer.get("fallback")}
     return out
 
 
@@ -198,10 +251,15 @@ def run(serve: bool) -> dict[str, Any]:
         lap("standins", start)
     console.print(f"moto server {moto.url}, MLflow {mlflow.url}")
 
-    console.print("[4/7] MovieLens ml-100k")
+    console.print("[4/7] MovieLens ml-100k, and the Feast feature server")
     start = time.monotonic()
     _mlops("data", "fetch", "--dataset", "ml-100k")
     lap("data", start)
+    with console.status("Feast feature server (Prepare pushes features into it, the endpoint reads them)"):
+        start = time.monotonic()
+        feast = ensure_feast("ml-100k")
+        lap("feast", start)
+    console.print(f"Feast feature server {feast.url}")
 
     console.print("[5/7] pipeline in local mode (Prepare, Train, Evaluate, quality check), then register")
     start = time.monotonic()
@@ -211,6 +269,7 @@ def run(serve: bool) -> dict[str, Any]:
         container_labels=demo_labels(),
         settings_overrides={
             "mlflow_tracking_uri": mlflow.url,
+            "feast_url": feast.url,
             # Training's own defaults otherwise: the ranking tower (on by default) ranks the top 10.
             "hyperparameters": {"epochs": os.environ.get("MLOPS_DEMO_EPOCHS", DEMO_EPOCHS), "seed": "42"},
         },
@@ -226,13 +285,18 @@ def run(serve: bool) -> dict[str, Any]:
 
     console.print(f"[7/7] deploy to a local endpoint on port {PORT} (serving image, LocalSession)")
     start = time.monotonic()
+    timings["feast_warm"] = round(sum(warm_feast(feast.url, DEMO_USERS).values()), 1)
     settings = local_settings()
-    session = deploy(result.model_data_url, settings.serving_image_uri, LOCAL_ROLE)
+    session = deploy(result.model_data_url, settings.serving_image_uri, LOCAL_ROLE, feast.url)
     lap("deploy", start)
     try:
         recommendations = recommend(DEMO_USERS)
-        for user, recs in recommendations.items():
-            table = Table(title=f"Top 10 for user {user}")
+        for user, answer in recommendations.items():
+            recs = answer["recommendations"]
+            source = (
+                "features from Feast" if answer["fallback"] is None else f"cold start: {answer['fallback']}"
+            )
+            table = Table(title=f"Top 10 for user {user} ({source})")
             table.add_column("#", justify="right")
             table.add_column("title")
             table.add_column("score", justify="right")
