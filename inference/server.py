@@ -12,7 +12,6 @@ import uvicorn
 
 from inference.app import ServingApp
 from inference.config import ConfigError, ServerConfig
-from inference.http11 import OneWriteHttpToolsProtocol
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +57,7 @@ def run(config: ServerConfig) -> None:
         "host": config.host,
         "port": config.port,
         "loop": "uvloop",
-        "http": OneWriteHttpToolsProtocol,  # httptools, head and body in one write
+        "http": "httptools",
         "lifespan": "on",
         "access_log": False,  # our own JSON access log, one line a request with its id
         "log_config": None,
