@@ -72,7 +72,9 @@ def wrk_saturation(url: str, body: bytes, seconds: int = 10, connections: int = 
     )
 
 
-def _request(host: str, path: str, body: bytes) -> bytes:
+def _request(host: str, path: str, body: bytes | None) -> bytes:
+    if body is None:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -93,7 +95,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _fixed_rate(
-    host: str, port: int, path: str, body: bytes, rate: float, seconds: float, connections: int
+    host: str, port: int, path: str, body: bytes | None, rate: float, seconds: float, connections: int
 ) -> FixedRate:
     request = _request(f"{host}:{port}", path, body)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -149,9 +151,15 @@ async def _fixed_rate(
 
 
 def fixed_rate(
-    host: str, port: int, path: str, body: bytes, rate: float, seconds: float = 5.0, connections: int = 64
+    host: str,
+    port: int,
+    path: str,
+    body: bytes | None,
+    rate: float,
+    seconds: float = 5.0,
+    connections: int = 64,
 ) -> FixedRate:
-    """Offer `rate` requests/s for `seconds` (open loop, so a slow server cannot slow the offer down)."""
+    """Offer `rate` POSTs of `body` (GETs when None) a second for `seconds`, open loop."""
     import uvloop  # ships with uvicorn[standard]; its loop keeps the client's own overhead low
 
     return uvloop.run(_fixed_rate(host, port, path, body, rate, seconds, connections))
