@@ -335,10 +335,9 @@ def main(
         render(report)
 
 
-# ml-1m has 10x the ratings: larger batches keep an epoch's step count in check. The ranking tower
-# (a full-catalog softmax, 3,706 movies per example) stays off here: the ml-1m target is
-# training time and memory, and the ranking figures are ml-100k's.
-ML1M_OVERRIDES: dict[str, Any] = {"batch_size": 4096, "ranking_weight": 0.0}
+# ml-1m has 10x the ratings: larger batches keep an epoch's step count in check. Both towers train,
+# as shipped: the time and memory reported are those of the model a user gets.
+ML1M_OVERRIDES: dict[str, Any] = {"batch_size": 4096}
 
 
 if __name__ == "__main__":
