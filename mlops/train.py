@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ import typer
 from rich.console import Console
 
 from mlops.paths import state_dir
+from mlops.standins import docker_bridge_ip
 
 app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
 
@@ -55,25 +55,6 @@ def write_channels(
     user_features(train, movies).to_parquet(channels["features"] / "user_features.parquet", index=False)
     movie_features(train, movies).to_parquet(channels["features"] / "movie_features.parquet", index=False)
     return channels
-
-
-def docker_host_address() -> str:
-    """The host's address on Docker's default bridge: where containers reach servers on the host."""
-    proc = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise LocalTrainingError(
-            f"`docker network inspect bridge` failed: {proc.stderr.strip()}; is Docker running?"
-        )
-    config = json.loads(proc.stdout)[0]
-    if config.get("Gateway"):
-        return str(config["Gateway"])
-    # Docker gives the bridge the subnet's first address when no gateway is configured explicitly.
-    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -257,7 +238,7 @@ def train_local(
     if tracking_uri:
         job = go(tracking_uri)
     else:
-        with mlflow_server(state_dir() / "mlflow-server", docker_host_address()) as uri:
+        with mlflow_server(state_dir() / "mlflow-server", docker_bridge_ip()) as uri:
             job = go(uri)
     if job.failure or not (job.model_dir / "metadata.json").is_file():
         console.print(f"[red]train: the job failed: {job.failure or 'no model was written'}[/]")

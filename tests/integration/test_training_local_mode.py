@@ -14,7 +14,8 @@ import pytest
 
 from mlops.data.tables import load_tables
 from mlops.paths import ROOT
-from mlops.train import docker_host_address, mlflow_server, run_local_job, write_channels
+from mlops.standins import docker_bridge_ip
+from mlops.train import mlflow_server, run_local_job, write_channels
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ def test_local_mode_job_on_ml100k_writes_model_and_mlflow_run(image, channels, t
         "dataset_version": "integration-test",
         "early_stopping_patience": "0",
     }
-    with mlflow_server(tmp_path / "mlflow", docker_host_address()) as uri:
+    with mlflow_server(tmp_path / "mlflow", docker_bridge_ip()) as uri:
         job = run_local_job(
             channels,
             {**hyperparameters, "mlflow_tracking_uri": uri},
