@@ -88,3 +88,18 @@ def write_user_features(path: Path, user_ids: list[int]) -> Path:
         }
     ).to_parquet(path)
     return path
+
+
+def add_ranking_tower(d: Path, dim: int = 6, seed: int = 3) -> Path:
+    """Add the contract's ranking arrays (random, valid) to a model directory written by write_model_dir."""
+    t = dict(np.load(d / "towers.npz"))
+    rng = np.random.default_rng(seed)
+    n, u, f = len(t["movie_ids"]), len(t["user_ids"]), len(t["feature_mean"])
+    t.update(
+        rank_movie_vectors=rng.normal(0, 1.0, (n, dim)).astype(np.float32),
+        rank_movie_bias=rng.normal(0, 1.0, n).astype(np.float32),
+        rank_user_id_vectors=rng.normal(0, 1.0, (u, dim)).astype(np.float32),
+        rank_user_feature_weights=rng.normal(0, 1.0, (f, dim)).astype(np.float32),
+    )
+    np.savez(d / "towers.npz", **t)
+    return d

@@ -15,24 +15,10 @@ import pytest
 from inference.model import load_model_dir
 from inference.predictor import Predictor
 from pipelines.steps.evaluate import Towers
-from tests.serving_model import FEATURES, write_model_dir
+from tests.serving_model import FEATURES, add_ranking_tower, write_model_dir
 from training.fit import ranking_scores
 
 USERS = np.array([1, 4, 9, 20, 777], dtype=np.int64)  # 777 is not a training user: cold start
-
-
-def add_ranking_tower(d: Path, dim: int = 5) -> Path:
-    t = dict(np.load(d / "towers.npz"))
-    rng = np.random.default_rng(11)
-    n, u, f = len(t["movie_ids"]), len(t["user_ids"]), len(t["feature_mean"])
-    t.update(
-        rank_movie_vectors=rng.normal(0, 1.0, (n, dim)).astype(np.float32),
-        rank_movie_bias=rng.normal(0, 1.0, n).astype(np.float32),
-        rank_user_id_vectors=rng.normal(0, 1.0, (u, dim)).astype(np.float32),
-        rank_user_feature_weights=rng.normal(0, 1.0, (f, dim)).astype(np.float32),
-    )
-    np.savez(d / "towers.npz", **t)
-    return d
 
 
 def features() -> pd.DataFrame:
@@ -72,7 +58,7 @@ def orders(scores: np.ndarray) -> np.ndarray:
 def test_serving_evaluate_and_bench_rank_alike(tmp_path: Path, with_ranking_tower: bool):
     d = write_model_dir(tmp_path / "m")
     if with_ranking_tower:
-        add_ranking_tower(d)
+        add_ranking_tower(d, dim=5, seed=11)
     serving, evaluate, bench = three_ways(d)
     # Ranking scores are equal up to a per-user constant (the rating score's user terms cancel in an
     # order), so compare each row's differences and the top-10 orders.
@@ -84,5 +70,5 @@ def test_serving_evaluate_and_bench_rank_alike(tmp_path: Path, with_ranking_towe
 def test_the_ranking_tower_changes_the_order(tmp_path: Path):
     """The check above would hold trivially if all three ignored the ranking tower: they must not."""
     plain = three_ways(write_model_dir(tmp_path / "plain"))[0]
-    ranked = three_ways(add_ranking_tower(write_model_dir(tmp_path / "ranked")))[0]
+    ranked = three_ways(add_ranking_tower(write_model_dir(tmp_path / "ranked"), dim=5, seed=11))[0]
     assert (orders(plain) != orders(ranked)).any(axis=1).all()

@@ -10,7 +10,7 @@ import pytest
 
 from inference.model import ModelDirError, load_model_dir
 from inference.predictor import Predictor, UnknownMovieError
-from tests.serving_model import write_model_dir
+from tests.serving_model import add_ranking_tower, write_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -133,21 +133,6 @@ def test_bad_model_directories_fail_with_the_file_named(tmp_path, breakage, mess
     breakage(d)
     with pytest.raises(ModelDirError, match=message):
         load_model_dir(d)
-
-
-def add_ranking_tower(d: Path, dim: int = 6, seed: int = 3) -> Path:
-    """Add the contract's ranking arrays to a model directory written by write_model_dir."""
-    t = dict(np.load(d / "towers.npz"))
-    rng = np.random.default_rng(seed)
-    n, u, f = len(t["movie_ids"]), len(t["user_ids"]), len(t["feature_mean"])
-    t.update(
-        rank_movie_vectors=rng.normal(0, 1.0, (n, dim)).astype(np.float32),
-        rank_movie_bias=rng.normal(0, 1.0, n).astype(np.float32),
-        rank_user_id_vectors=rng.normal(0, 1.0, (u, dim)).astype(np.float32),
-        rank_user_feature_weights=rng.normal(0, 1.0, (f, dim)).astype(np.float32),
-    )
-    np.savez(d / "towers.npz", **t)
-    return d
 
 
 def brute_force_ranking(model_dir: Path, user_id: int, features: dict[str, float] | None) -> np.ndarray:
