@@ -90,13 +90,13 @@ def ensure_feast(dataset: str) -> standins.Service:
     One server for the whole demo: Prepare pushes the features into it and the endpoint reads them
     back from it, both from containers, so it listens where containers reach the host.
     """
-    from features.feast_repo import ensure_built
+    from pipelines.local import start_feast_server
 
     feast = standins.recorded().get("feast")
     if feast is not None and standins.alive(feast):
         return feast
-    repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))
-    return standins.start_feast(repo.path, host=standins.docker_bridge_ip())
+    server: standins.Service = start_feast_server(dataset, console)
+    return server
 
 
 def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
@@ -255,11 +255,11 @@ def run(serve: bool) -> dict[str, Any]:
     start = time.monotonic()
     _mlops("data", "fetch", "--dataset", "ml-100k")
     lap("data", start)
-    with console.status("Feast feature server (Prepare pushes features into it, the endpoint reads them)"):
-        start = time.monotonic()
-        feast = ensure_feast("ml-100k")
-        lap("feast", start)
-    console.print(f"Feast feature server {feast.url}")
+    # start_feast_server shows its own progress (one rich live display at a time).
+    start = time.monotonic()
+    feast = ensure_feast("ml-100k")
+    lap("feast", start)
+    console.print(f"Feast feature server {feast.url} (the endpoint reads user features there)")
 
     console.print("[5/7] pipeline in local mode (Prepare, Train, Evaluate, quality check), then register")
     start = time.monotonic()

@@ -374,7 +374,7 @@ def run_local(
         if settings.feature_store == "feast" and not settings.feast_url:
             t0 = time.monotonic()
             try:
-                feast_server = _start_feast(dataset, console)
+                feast_server = start_feast_server(dataset, console)
             except Exception as error:  # any reason; Ctrl-C (not an Exception) still propagates
                 raise LocalRunError(
                     f"cannot start the Feast feature server Prepare ingests into: {error}",
@@ -501,7 +501,7 @@ def _interrupts_noted() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _start_feast(dataset: str, console: Console) -> Any:
+def start_feast_server(dataset: str, console: Console) -> Any:
     """Build the dataset's Feast repo if needed and start `feast serve` where containers reach it."""
     from features.feast_repo import ensure_built
     from mlops import standins
