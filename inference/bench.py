@@ -403,7 +403,7 @@ def _starlette_server() -> None:
 
     from inference.app import ServingApp
     from inference.config import ServerConfig
-    from inference.protocol import RequestError
+    from inference.queries import RequestError
 
     core = ServingApp(ServerConfig.from_env())
     core.load()
@@ -411,7 +411,7 @@ def _starlette_server() -> None:
     async def invocations(request: Request) -> Response:
         body = await request.body()
         try:
-            answer = await core._invocations(
+            answer = await core.sagemaker.invocations(
                 request.scope, body, request.headers.get("content-type", "").encode()
             )
         except RequestError as e:

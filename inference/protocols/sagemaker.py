@@ -1,0 +1,128 @@
+"""SageMaker's serving contract: `/ping`, `/invocations` (JSON and JSON lines), `/execution-parameters`.
+
+The body parsers sit beside the handlers that use them. `/invocations` takes one request object or
+`{"instances": [...]}` as application/json (real-time endpoints), or one request object per line as
+application/jsonlines (batch transform with SplitType=Line), and answers in the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from inference.queries import Limits, Query, RequestError, parse_query, show
+from inference.routes import Route
+from inference.transport import Answer, Scope
+
+if TYPE_CHECKING:
+    from inference.app import ServingApp
+
+JSONLINES_TYPES = frozenset({"application/jsonlines", "application/x-jsonlines", "application/jsonl"})
+
+
+def _loads(data: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise RequestError(400, "malformed_json", f"{where} is not valid JSON: {e}", None) from None
+
+
+def parse_json(body: bytes, limits: Limits) -> tuple[list[Query], bool]:
+    """An application/json body: one query, or `{"instances": [...]}`; returns (queries, batched)."""
+    if not body.strip():
+        raise RequestError(400, "empty_body", "the request body is empty; send a JSON object", None)
+    obj = _loads(body, "the body")
+    if isinstance(obj, dict) and "instances" in obj:
+        extra = sorted(set(obj) - {"instances"})
+        if extra:
+            raise RequestError(422, "unknown_field", f"{extra[0]} is not allowed beside instances", extra[0])
+        items = obj["instances"]
+        if not isinstance(items, list):
+            raise RequestError(
+                422, "wrong_type", f"instances must be an array, got {show(items)}", "instances"
+            )
+        if not items:
+            raise RequestError(
+                422, "out_of_range", "instances is empty; send 1 or more requests", "instances"
+            )
+        if len(items) > limits.max_batch:
+            raise RequestError(
+                413,
+                "batch_too_large",
+                f"instances has {len(items)} requests; the maximum is {limits.max_batch} "
+                "(MLOPS_SERVE_MAX_BATCH); split the batch",
+                "instances",
+            )
+        return [parse_query(item, limits, f"instances[{i}]") for i, item in enumerate(items)], True
+    return [parse_query(obj, limits)], False
+
+
+def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
+    """An application/jsonlines body: one request object per non-empty line, answers in the same order."""
+    lines = [ln for ln in body.split(b"\n") if ln.strip()]
+    if not lines:
+        raise RequestError(
+            400, "empty_body", "the request body has no lines; send one JSON object per line", None
+        )
+    if len(lines) > limits.max_lines:
+        raise RequestError(
+            413,
+            "batch_too_large",
+            f"the body has {len(lines)} lines; the maximum is {limits.max_lines} (MLOPS_SERVE_MAX_LINES); "
+            "lower the transform job's MaxPayloadInMB or raise the limit",
+            None,
+        )
+    return [parse_query(_loads(ln, f"line {i + 1}"), limits, f"line[{i + 1}]") for i, ln in enumerate(lines)]
+
+
+class SageMakerProtocol:
+    """The handlers of SageMaker's contract, answering through the app's predictor and feature store."""
+
+    def __init__(self, app: ServingApp) -> None:
+        self.app = app
+
+    def routes(self) -> list[Route]:
+        """This protocol's routes for the route table."""
+        return [
+            ("GET", "/ping", self.ping),
+            ("POST", "/invocations", self.invocations),
+            ("GET", "/execution-parameters", self.execution_parameters),
+        ]
+
+    async def ping(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
+        """200 once the model is loaded and self-checked, 503 with the reason before."""
+        self.app.require_ready()
+        return Answer(200, b'{"status":"ok"}')
+
+    async def execution_parameters(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
+        """What batch transform asks before sending data: one payload at a time, within the body limit."""
+        mb = max(1, self.app.config.max_body_bytes // (1024 * 1024))
+        doc = {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": mb}
+        return Answer(200, orjson.dumps(doc))
+
+    async def invocations(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
+        """Answer a JSON or JSON-lines body of top-k and rating requests."""
+        mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
+        predictor, limits = self.app.require_ready()
+        if mime in ("application/json", ""):
+            queries, batched = parse_json(body, limits)
+            answers = await self.app.answer(predictor, queries)
+            fb = sum(1 for a in answers if a.get("fallback"))
+            if batched:
+                doc = {"predictions": answers, "model_version": predictor.model.version}
+                return Answer(200, orjson.dumps(doc), queries=len(answers), fallbacks=fb)
+            return Answer(200, orjson.dumps(answers[0]), queries=1, fallbacks=fb)
+        if mime in JSONLINES_TYPES:
+            queries = parse_jsonlines(body, limits)
+            answers = await self.app.answer(predictor, queries)
+            fb = sum(1 for a in answers if a.get("fallback"))
+            # No trailing newline: batch transform's AssembleWith=Line adds one after each response.
+            out = b"\n".join(orjson.dumps(a) for a in answers)
+            return Answer(200, out, b"application/jsonlines", queries=len(answers), fallbacks=fb)
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"content type {mime!r} is not supported; send application/json or application/jsonlines",
+            "content-type",
+        )

@@ -1,0 +1,200 @@
+"""HTTP transport: the bare ASGI application around the route table, with body limits and the access log.
+
+Everything about a request that is not its protocol lives here: the request id, the body read under
+`MLOPS_SERVE_MAX_BODY_BYTES`, turning a `RequestError` into a 4xx answer and any other exception into
+a 500 with a logged trace, the response headers, the request metrics and the JSON access log line.
+Which handler answers is the route table's business (inference/routes.py); what a body means is the
+protocols' (inference/protocols/). A bare ASGI callable on uvicorn (httptools, uvloop) rather than a
+framework: one dict lookup routes a request, and no layer sits between uvicorn and the handler
+(docs/serving.md compares it with the same handlers under Starlette).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+
+from inference.config import ServerConfig
+from inference.metrics import ServingMetrics
+from inference.queries import RequestError
+
+if TYPE_CHECKING:
+    from inference.routes import RouteTable
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("inference.app")
+
+JSON = b"application/json"
+REQUEST_ID_HEADERS = (b"x-request-id", b"x-amzn-sagemaker-inference-id", b"x-amzn-requestid")
+
+
+@dataclass
+class Answer:
+    """A response before it is sent."""
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    queries: int = 0
+    fallbacks: int = 0
+    # Headers besides content-type, content-length and x-request-id (405's `Allow`).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+Handler = Callable[[Scope, bytes, bytes], Awaitable[Answer]]
+
+
+class AsgiTransport:
+    """The ASGI entry point: lifespan, then each HTTP request routed, answered, counted and logged.
+
+    A subclass provides the state: `config`, `metrics`, `routes`, and `on_startup` (called once when
+    the server starts, before it accepts requests; it must not block).
+    """
+
+    config: ServerConfig
+    metrics: ServingMetrics
+    routes: RouteTable
+    _log_stream: TextIO
+
+    def on_startup(self) -> None:
+        """Called on the lifespan startup event; the serving app starts loading its model here."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        request_id = ""
+        content_type = b""
+        length = -1
+        for name, value in scope["headers"]:
+            if name in REQUEST_ID_HEADERS and not request_id:
+                request_id = value.decode("latin-1")[:128]
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        if not request_id:
+            request_id = os.urandom(8).hex()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        route = "unmatched"
+        try:
+            handler, route = self.routes.match(method, path)
+            body = await self._read_body(receive, length)
+            answer = await handler(scope, body, content_type)
+        except RequestError as e:
+            answer = self._error(e.status, e.code, e.message, e.field, request_id, e.headers)
+        except Exception:
+            log.error(
+                "unexpected fault answering %s %s (request %s)\n%s",
+                method,
+                path,
+                request_id,
+                traceback.format_exc(),
+            )
+            answer = self._error(
+                500,
+                "internal_error",
+                f"unexpected server fault; quote request id {request_id}",
+                None,
+                request_id,
+            )
+        headers = [
+            (b"content-type", answer.content_type),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+        if answer.headers:
+            headers.extend(answer.headers)
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        seconds = time.perf_counter() - start
+        self.metrics.observe_request(route, answer.status, seconds)
+        if self.config.access_log:
+            self._access_log(request_id, method, path, route, answer, seconds)
+
+    async def _read_body(self, receive: Receive, length: int) -> bytes:
+        limit = self.config.max_body_bytes
+        if length > limit:
+            raise self._too_big(length)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise self._too_big(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_big(self, size: int) -> RequestError:
+        return RequestError(
+            413,
+            "body_too_large",
+            f"the body has at least {size} bytes; the limit is {self.config.max_body_bytes} "
+            "(MLOPS_SERVE_MAX_BODY_BYTES); send smaller batches",
+        )
+
+    def _error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None,
+        request_id: str,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> Answer:
+        self.metrics.error(code)
+        body = {"error": {"code": code, "message": message, "field": field}, "request_id": request_id}
+        return Answer(status, orjson.dumps(body), headers=headers)
+
+    def _access_log(
+        self, request_id: str, method: str, path: str, route: str, a: Answer, seconds: float
+    ) -> None:
+        line = orjson.dumps(
+            {
+                "ts": round(time.time(), 6),
+                "level": "info",
+                "logger": "inference.access",
+                "request_id": request_id,
+                "method": method,
+                "path": path[:256],
+                "route": route,
+                "status": a.status,
+                "duration_ms": round(seconds * 1000, 3),
+                "queries": a.queries,
+                "fallbacks": a.fallbacks,
+            }
+        )
+        self._log_stream.write(line.decode() + "\n")
