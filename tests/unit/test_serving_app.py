@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -13,6 +15,7 @@ from starlette.testclient import TestClient
 from inference.app import ServingApp
 from inference.config import ServerConfig
 from inference.features import FeatureLookupError, InMemoryFeatureStore
+from mlops.paths import ROOT
 from tests.serving_model import FEATURES, write_model_dir, write_user_features
 
 JSON = {"content-type": "application/json"}
@@ -319,3 +322,13 @@ def test_open_inference_protocol_routes(client):
 def test_execution_parameters_for_batch_transform(client):
     doc = client.get("/execution-parameters").json()
     assert doc == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
+
+
+def test_the_server_imports_without_starlette_which_the_image_does_not_install():
+    code = (
+        "import sys; sys.modules['starlette'] = None; "
+        "import inference.server, inference.app; "
+        "assert not any(m.startswith('starlette.') for m in sys.modules), sorted(sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
