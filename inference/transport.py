@@ -33,6 +33,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# Faults are logged under the name they had before the app was split, so log queries keep working.
 log = logging.getLogger("inference.app")
 
 JSON = b"application/json"
