@@ -1,6 +1,6 @@
 """The model's quality benchmark: its figures beside baselines computed on the same splits, and the targets.
 
-    python -m training.bench [--json] [--quick] [--skip-ml1m]
+    python -m bench.model [--json] [--quick] [--skip-ml1m]
 
 ml-100k 5-fold cross-validation (RMSE, MAE) for the model, the global mean and the biased baseline;
 leave-last-out ranking (HR@10, NDCG@10) for the model and popularity; seconds to train one fold;
@@ -212,7 +212,7 @@ def run_ml1m(hp: Hyperparameters) -> dict[str, Any]:
     """Run `ml1m_child` in a fresh interpreter; its peak RSS is then the training's own."""
     err.print("[bold]ml-1m[/]: training in a child process (peak memory is measured there) ...")
     proc = subprocess.run(
-        [sys.executable, "-m", "training.bench", "--ml1m-child", hp.model_dump_json()],
+        [sys.executable, "-m", "bench.model", "--ml1m-child", hp.model_dump_json()],
         capture_output=True,
         text=True,
         check=False,
