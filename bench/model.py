@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modeldir import ReferenceScorer, SavedModel
 from training.hyperparameters import Hyperparameters
 
 # Published ml-100k figures (Surprise's benchmark table, 5-fold CV) shown as a reference column.
@@ -119,17 +120,19 @@ def ranking(ratings: pd.DataFrame, movies: pd.DataFrame, hp: Hyperparameters) ->
     """HR@K and NDCG@K of the model and of popularity, ranking every movie each user has not rated."""
     from features.compute import user_features
     from training.baselines import Popularity
-    from training.fit import TrainingData, fit, ranking_scores
+    from training.fit import TrainingData, fit
     from training.metrics import held_out_ranks, hit_rate_at_k, ndcg_at_k
+    from training.model import RATING_RANGE
 
     train, held = leave_last_out(ratings)
     err.print(f"[bold]ranking[/]: training on {len(train):,} ratings, {len(held):,} users held out ...")
     result = fit(TrainingData(ratings=train, movies=movies), hp)
     t = result.towers
     feats = user_features(train, movies).set_index("user_id").reindex(held["user_id"])
-    # The score serving's top-K uses (the ranking tower's when the model has one).
-    scores = ranking_scores(
-        t, held["user_id"].to_numpy(np.int64), feats[result.user_feature_names].to_numpy(np.float64)
+    # The score serving's top-K uses (the ranking tower's when the model has one), by the reference scorer.
+    scorer = ReferenceScorer(SavedModel.from_arrays(t, result.user_feature_names, RATING_RANGE))
+    scores = scorer.ranking_scores(
+        held["user_id"].to_numpy(np.int64), feats[result.user_feature_names].to_numpy(np.float64)
     )
     movie_pos = pd.Index(t["movie_ids"])
     exclude = np.zeros(scores.shape, bool)
