@@ -332,3 +332,20 @@ def test_export_refuses_a_partial_ranking_tower(trained, tmp_path: Path):
     broken = FitResult(**{**result.__dict__, "towers": towers})
     with pytest.raises(ValueError, match="rank_movie_bias"):
         export_model_dir(broken, tmp_path, metadata={})
+
+
+def test_export_refuses_a_catalog_without_a_contract_column(trained, tmp_path: Path):
+    result, _, _ = trained
+    broken = FitResult(**{**result.__dict__, "catalog": result.catalog.drop(columns="popularity_rank")})
+    with pytest.raises(ValueError, match="popularity_rank"):
+        export_model_dir(broken, tmp_path, metadata={})
+
+
+def test_export_refuses_non_finite_towers_through_modeldir(trained, tmp_path: Path):
+    result, _, _ = trained
+    bias = result.towers["movie_bias"].copy()
+    bias[0] = np.nan
+    broken = FitResult(**{**result.__dict__, "towers": {**result.towers, "movie_bias": bias}})
+    with pytest.raises(ValueError, match="movie_bias holds NaN"):
+        export_model_dir(broken, tmp_path, metadata={})
+    assert not (tmp_path / "towers.npz").exists()
