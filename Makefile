@@ -58,7 +58,7 @@ test-integration: setup docker
 lint: setup ## ruff and mypy on both sides
 	$(ML)/ruff check .
 	$(ML)/ruff format --check .
-	$(ML)/mypy mlops features pipelines training inference
+	$(ML)/mypy mlops features pipelines training inference bench modeldir
 	$(CDK)/mypy infra app.py
 
 synth: setup-cdk setup-node ## Synthesize every environment's stacks (cdk-nag checks run too)
@@ -76,9 +76,9 @@ demo-down: setup-ml ## Stop everything `make demo` started
 bench: setup docker bench-serve bench-model ## Every benchmark, figures side by side with their peers
 
 bench-model: setup-ml ## Model: ml-100k 5-fold RMSE/MAE and HR@10/NDCG@10 beside baselines, ml-1m time and memory
-	$(ML)/python -m training.bench
+	$(ML)/python -m bench.model
 
 bench-serve: setup-ml docker ## Serving: our server vs mlflow models serve, p50/p99 at fixed rates, in-process floor, image
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null || { echo "bench-serve: install wrk (apt-get install -y wrk)" >&2; exit 1; }
 	$(ML)/mlops images build --only serving
-	$(ML)/python -m inference.bench --stacks
+	$(ML)/python -m bench.serve --stacks

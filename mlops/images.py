@@ -21,8 +21,9 @@ from mlops.paths import ROOT
 app = typer.Typer(help="Build the project's container images.", no_args_is_help=True)
 
 DEFAULT_BASE_IMAGE = "mlops-base:bookworm"
-# The packages a Dockerfile may copy. Each Dockerfile picks its own; infra/ and tests/ never go in.
-CODE_PACKAGES = ("mlops", "features", "pipelines", "training", "inference")
+# The packages a Dockerfile may copy. Each Dockerfile picks its own; infra/, bench/ and tests/ never go in.
+# modeldir (the saved-model contract) goes into both images.
+CODE_PACKAGES = ("mlops", "features", "pipelines", "training", "inference", "modeldir")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "host-ca.crt")
 # Where the host keeps the CA bundle that HTTPS inside a build must trust, in order of preference.
 _CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")

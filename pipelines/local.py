@@ -115,6 +115,7 @@ def git_commit() -> str:
                 "pipelines",
                 "training",
                 "features",
+                "modeldir",
             ],
             cwd=ROOT,
             capture_output=True,
@@ -126,7 +127,8 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-CODE_PATHS = ("pipelines", "training", "features", "mlops/data")
+# What the ML image runs: the steps, training, features, the data tables and the saved-model contract.
+CODE_PATHS = ("pipelines", "training", "features", "mlops/data", "modeldir")
 
 
 def code_version() -> str:

@@ -103,3 +103,23 @@ def add_ranking_tower(d: Path, dim: int = 6, seed: int = 3) -> Path:
     )
     np.savez(d / "towers.npz", **t)
     return d
+
+
+# Catalog rows whose rating score add_rating_extremes pushes out of [1, 5]: above, then below.
+ABOVE_RANGE_ROWS = (0, 1)
+BELOW_RANGE_ROWS = (2, 3)
+
+
+def add_rating_extremes(d: Path, push: float = 10.0) -> Path:
+    """Push the raw rating score of some catalog movies above 5 and of others below 1, for every user.
+
+    The fixture's other scores lie inside [1, 5], so without this no test sees the clip at work.
+    `push` dwarfs every user's term (|user bias + user . movie| < 3 in write_model_dir's towers).
+    """
+    t = dict(np.load(d / "towers.npz"))
+    bias = t["movie_bias"].copy()
+    bias[list(ABOVE_RANGE_ROWS)] = push
+    bias[list(BELOW_RANGE_ROWS)] = -push
+    t["movie_bias"] = bias.astype(np.float32)
+    np.savez(d / "towers.npz", **t)
+    return d

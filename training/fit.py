@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from features.compute import genre_matrix, movie_features, user_features
 from features.definition import feature_view
+from modeldir import ReferenceScorer, SavedModel
 from training.hyperparameters import Hyperparameters
 from training.loop import MultiWorkerFit, is_multi_worker
 from training.metrics import mae, rmse
@@ -470,83 +471,13 @@ def _eval_dataset(p: _Prepared, hp: Hyperparameters) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(max(hp.batch_size, 4096))
 
 
-def towers_scores(
-    towers: dict[str, npt.NDArray[Any]],
-    user_ids: npt.ArrayLike,
-    movie_ids: npt.ArrayLike,
-    features: npt.NDArray[np.float64] | None,
-) -> npt.NDArray[np.float32]:
-    """Unclipped contract-form scores of (user, movie) pairs, in NumPy (raw features; NaN = the mean)."""
-    uid = np.asarray(user_ids, dtype=np.int64)
-    mid = np.asarray(movie_ids, dtype=np.int64)
-    uv, ub = user_side(towers, uid, features)
-    m_index = pd.Index(towers["movie_ids"])
-    m_rows = m_index.get_indexer(mid)
-    known_m = m_rows >= 0
-    mv = np.where(known_m[:, None], towers["movie_vectors"][np.maximum(m_rows, 0)], 0.0)
-    mb = np.where(known_m, towers["movie_bias"][np.maximum(m_rows, 0)], 0.0)
-    scores: npt.NDArray[np.float32] = (towers["global_bias"] + ub + mb + np.sum(uv * mv, axis=1)).astype(
-        np.float32
-    )
-    return scores
-
-
-def user_side(
-    towers: dict[str, npt.NDArray[Any]],
-    user_ids: npt.NDArray[np.int64],
-    features: npt.NDArray[np.float64] | None,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(user vectors, user biases) per contract section 3; unknown users get the feature part only."""
-    rows = pd.Index(towers["user_ids"]).get_indexer(user_ids)
-    known = rows >= 0
-    d = towers["movie_vectors"].shape[1]
-    f = towers["feature_mean"].shape[0]
-    vec = np.where(known[:, None], towers["user_id_vectors"][np.maximum(rows, 0)], 0.0)
-    bias = np.where(known, towers["user_id_bias"][np.maximum(rows, 0)], 0.0)
-    if features is not None:
-        z = standardize(features, towers["feature_mean"], towers["feature_std"])
-        vec = vec + z @ towers["user_feature_weights"]
-        bias = bias + z @ towers["user_feature_bias_weights"]
-    assert vec.shape[1] == d and (features is None or features.shape[1] == f)
-    return vec.astype(np.float32), bias.astype(np.float32)
-
-
-def ranking_scores(
-    towers: dict[str, npt.NDArray[Any]],
-    user_ids: npt.NDArray[np.int64],
-    features: npt.NDArray[np.float64] | None,
-) -> npt.NDArray[np.float32]:
-    """Top-K scores of every catalog movie (columns in `movie_ids` order) per user, as serving ranks them.
-
-    With the ranking tower's arrays: rank_movie_bias + rank_user_vector . rank_movie_vector; without
-    them (ranking_weight 0, or an older model): the rating score minus the per-user terms, which do
-    not change a user's order of movies.
-    """
-    if "rank_movie_vectors" not in towers:
-        uv, _ = user_side(towers, user_ids, features)
-        rating: npt.NDArray[np.float32] = (
-            uv @ towers["movie_vectors"].T + towers["movie_bias"][None, :]
-        ).astype(np.float32)
-        return rating
-    rows = pd.Index(towers["user_ids"]).get_indexer(user_ids)
-    known = rows >= 0
-    vec = np.where(known[:, None], towers["rank_user_id_vectors"][np.maximum(rows, 0)], 0.0)
-    if features is not None:
-        z = standardize(features, towers["feature_mean"], towers["feature_std"])
-        vec = vec + z @ towers["rank_user_feature_weights"]
-    scores: npt.NDArray[np.float32] = (
-        vec @ towers["rank_movie_vectors"].T + towers["rank_movie_bias"][None, :]
-    ).astype(np.float32)
-    return scores
-
-
 def predict_ratings(
     result: FitResult, pairs: pd.DataFrame, features_by_user: pd.DataFrame | None
 ) -> npt.NDArray[np.float32]:
-    """Clipped predicted ratings of `pairs` (user_id, movie_id) from the result's towers."""
+    """Clipped predicted ratings of `pairs` (user_id, movie_id) by modeldir's reference scorer."""
     uid = pairs["user_id"].to_numpy(dtype=np.int64)
     feats = None
     if features_by_user is not None:
         feats = features_by_user.reindex(uid)[result.user_feature_names].to_numpy(dtype=np.float64)
-    scores = towers_scores(result.towers, uid, pairs["movie_id"].to_numpy(dtype=np.int64), feats)
-    return np.clip(scores, *RATING_RANGE)
+    scorer = ReferenceScorer(SavedModel.from_arrays(result.towers, result.user_feature_names, RATING_RANGE))
+    return scorer.predict(uid, pairs["movie_id"].to_numpy(dtype=np.int64), feats).astype(np.float32)

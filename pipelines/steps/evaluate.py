@@ -1,9 +1,10 @@
 """Evaluate step: the model and its baselines on the test split, into evaluation.json.
 
-Scores come from the saved model's towers (contract section 3) in NumPy, exactly as serving
-computes them. Rating metrics: RMSE and MAE on every test rating. Ranking metrics: per test user,
-the held-out movie is their highest-rated test movie (latest on ties), ranked among every catalog
-movie they did not rate in training; HitRate@10 and NDCG@10 over those users.
+Scores come from the saved model's towers (contract section 3) by modeldir's reference scorer, the
+one serving's fast path is tested against. Rating metrics: RMSE and MAE on every test rating.
+Ranking metrics: per test user, the held-out movie is their highest-rated test movie (latest on
+ties), ranked among every catalog movie they did not rate in training; HitRate@10 and NDCG@10 over
+those users.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+import modeldir
+from modeldir import ReferenceScorer
 from pipelines.steps.runner import run_step
 
 ROOT = Path("/opt/ml/processing")
@@ -27,79 +30,36 @@ K = 10
 
 
 class Towers:
-    """The saved model's NumPy scoring (contract section 3)."""
+    """The saved model scored by modeldir's reference scorer, with user features joined by user id.
+
+    A user absent from the features table, or a missing (NaN) feature value, counts as at the training
+    mean (z = 0), as in training and serving.
+    """
 
     def __init__(self, model_dir: Path, user_features: pd.DataFrame) -> None:
-        self.metadata: dict[str, Any] = json.loads((model_dir / "metadata.json").read_text())
-        t = np.load(model_dir / "towers.npz")
-        self.movie_ids = t["movie_ids"].astype(np.int64)
-        self.movie_vectors = t["movie_vectors"].astype(np.float64)
-        self.movie_bias = t["movie_bias"].astype(np.float64)
-        self.global_bias = float(t["global_bias"])
-        names = list(self.metadata["user_feature_names"])
+        model = modeldir.load(model_dir)
+        self.metadata: dict[str, Any] = model.metadata
+        names = list(model.feature_names)
         missing = sorted(set(names) - set(user_features.columns))
         if missing:
             raise ValueError(f"user features lack {missing}, which the model's metadata.json lists")
-        features = user_features.set_index("user_id")[names].astype(np.float64).fillna(0.0)
-        z = (features.to_numpy() - t["feature_mean"]) / t["feature_std"]
-        id_row = pd.Series(np.arange(len(t["user_ids"])), index=t["user_ids"].astype(np.int64))
-        rows = id_row.reindex(features.index).to_numpy()
-        known = ~np.isnan(rows)
-        d = self.movie_vectors.shape[1]
-        vectors = z @ t["user_feature_weights"].astype(np.float64)
-        bias = z @ t["user_feature_bias_weights"].astype(np.float64)
-        vectors[known] += t["user_id_vectors"][rows[known].astype(np.int64)]
-        bias[known] += t["user_id_bias"][rows[known].astype(np.int64)]
-        self.user_index = pd.Series(np.arange(len(features)), index=features.index.astype(np.int64))
-        self.user_vectors = vectors.reshape(-1, d)
-        self.user_bias = bias
-        # Top-K ranks with the ranking tower when the model has one (contract section 3), as serving does.
-        self.rank_user_vectors: npt.NDArray[np.float64] | None = None
-        if "rank_movie_vectors" in t.files:
-            self.rank_movie_vectors = t["rank_movie_vectors"].astype(np.float64)
-            self.rank_movie_bias = t["rank_movie_bias"].astype(np.float64)
-            rank = z @ t["rank_user_feature_weights"].astype(np.float64)
-            rank[known] += t["rank_user_id_vectors"][rows[known].astype(np.int64)]
-            self.rank_user_vectors = rank.reshape(-1, self.rank_movie_vectors.shape[1])
-        low, high = self.metadata.get("rating_range", [1.0, 5.0])
-        self.rating_range = (float(low), float(high))
+        self._features = user_features.drop_duplicates("user_id", keep="last").set_index("user_id")[names]
+        self.scorer = ReferenceScorer(model)
+        self.movie_ids = self.scorer.movie_ids
+        self.rating_range = self.scorer.rating_range
 
-    def _users(self, user_ids: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        rows = self.user_index.reindex(np.asarray(user_ids, dtype=np.int64)).to_numpy()
-        known = ~np.isnan(rows)
-        d = self.user_vectors.shape[1]
-        vectors = np.zeros((rows.size, d))
-        bias = np.zeros(rows.size)
-        vectors[known] = self.user_vectors[rows[known].astype(np.int64)]
-        bias[known] = self.user_bias[rows[known].astype(np.int64)]
-        return vectors, bias
+    def features_of(self, user_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Raw features per user id, in the model's order; NaN where the table has no value."""
+        ids = np.asarray(user_ids, dtype=np.int64)
+        return self._features.reindex(ids).to_numpy(dtype=np.float64)
 
     def predict(self, user_ids: npt.ArrayLike, movie_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Predicted ratings for (user, movie) pairs, clipped to the rating range."""
-        uv, ub = self._users(user_ids)
-        col = pd.Series(np.arange(self.movie_ids.size), index=self.movie_ids).reindex(np.asarray(movie_ids))
-        cols = col.to_numpy()
-        known = ~np.isnan(cols)
-        mv = np.zeros_like(uv)
-        mb = np.zeros(cols.size)
-        mv[known] = self.movie_vectors[cols[known].astype(np.int64)]
-        mb[known] = self.movie_bias[cols[known].astype(np.int64)]
-        raw = self.global_bias + ub + mb + np.einsum("ij,ij->i", uv, mv)
-        return np.asarray(np.clip(raw, *self.rating_range), dtype=np.float64)
+        return self.scorer.predict(user_ids, movie_ids, self.features_of(user_ids))
 
     def score_all(self, user_ids: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Top-K scores of every catalog movie (columns in `movie_ids` order) for each user."""
-        if self.rank_user_vectors is not None:
-            rows = self.user_index.reindex(np.asarray(user_ids, dtype=np.int64)).to_numpy()
-            known = ~np.isnan(rows)
-            ru = np.zeros((rows.size, self.rank_user_vectors.shape[1]))
-            ru[known] = self.rank_user_vectors[rows[known].astype(np.int64)]
-            return np.asarray(
-                ru @ self.rank_movie_vectors.T + self.rank_movie_bias[None, :], dtype=np.float64
-            )
-        uv, ub = self._users(user_ids)
-        scores = self.global_bias + ub[:, None] + self.movie_bias[None, :] + uv @ self.movie_vectors.T
-        return np.asarray(scores, dtype=np.float64)
+        return self.scorer.ranking_scores(user_ids, self.features_of(user_ids))
 
 
 def extract(archive_path: Path, target: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.bench_model import prepare
+from bench.serve_model import prepare
 from mlops.paths import ROOT, state_dir
 
 IMAGE = "mlops-serving:latest"

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import modeldir
 from features.compute import user_features
+from modeldir import ReferenceScorer
 from training.export import export_model_dir
 from training.fit import FitResult, TrainingData, fit
 from training.hyperparameters import Hyperparameters
@@ -190,6 +192,9 @@ def test_numpy_scores_equal_keras_including_cold_start(model_dir: Path, trained)
         verbose=0,
     )["rating"]
     np.testing.assert_allclose(got.ravel(), want, atol=1e-4)
+    # The reference scorer (Evaluate's, the benchmark's, serving's yardstick) gives Keras's ratings too.
+    reference = ReferenceScorer(modeldir.load(model_dir)).predict(users, mids, x)
+    np.testing.assert_allclose(reference, got.ravel(), atol=1e-4)
     # The scores vary with the user: a cold user's answer comes from its features, not a constant.
     assert np.std(want[-18:]) > 1e-3
 
@@ -292,6 +297,10 @@ def test_numpy_ranking_scores_equal_the_trained_logits(model_dir: Path, trained)
     )
     want = numpy_ranking_scores(t, np.concatenate([users, [123_456]]), raw)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    reference = ReferenceScorer(modeldir.load(model_dir)).ranking_scores(
+        np.concatenate([users, [123_456]]), raw
+    )
+    np.testing.assert_allclose(reference, got, rtol=1e-4, atol=1e-4)
     # A cold user without features ranks by the ranking tower's movie bias (popularity-like), not 0s.
     assert np.std(want[-1]) > 1e-3
 
@@ -323,3 +332,20 @@ def test_export_refuses_a_partial_ranking_tower(trained, tmp_path: Path):
     broken = FitResult(**{**result.__dict__, "towers": towers})
     with pytest.raises(ValueError, match="rank_movie_bias"):
         export_model_dir(broken, tmp_path, metadata={})
+
+
+def test_export_refuses_a_catalog_without_a_contract_column(trained, tmp_path: Path):
+    result, _, _ = trained
+    broken = FitResult(**{**result.__dict__, "catalog": result.catalog.drop(columns="popularity_rank")})
+    with pytest.raises(ValueError, match="popularity_rank"):
+        export_model_dir(broken, tmp_path, metadata={})
+
+
+def test_export_refuses_non_finite_towers_through_modeldir(trained, tmp_path: Path):
+    result, _, _ = trained
+    bias = result.towers["movie_bias"].copy()
+    bias[0] = np.nan
+    broken = FitResult(**{**result.__dict__, "towers": {**result.towers, "movie_bias": bias}})
+    with pytest.raises(ValueError, match="movie_bias holds NaN"):
+        export_model_dir(broken, tmp_path, metadata={})
+    assert not (tmp_path / "towers.npz").exists()

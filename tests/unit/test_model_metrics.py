@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.model import kfold_indices, leave_last_out
 from training.baselines import BiasedBaseline, GlobalMean, Popularity
-from training.bench import kfold_indices, leave_last_out
 from training.metrics import held_out_ranks, hit_rate_at_k, mae, ndcg_at_k, rmse
 
 

@@ -171,3 +171,19 @@ def test_prepare_refuses_a_rejected_row_with_the_report(tmp_path: Path) -> None:
     with pytest.raises(prepare.PrepareError, match="rating_out_of_range"):
         prepare.prepare(args, root=tmp_path)
     assert not (tmp_path / "output" / "train").exists()
+
+
+def test_a_change_to_the_model_dir_contract_changes_the_code_version(tmp_path: Path, monkeypatch) -> None:
+    """Evaluate and training run modeldir in the ML image: editing it must not reuse an old model."""
+    import subprocess
+
+    from mlops import paths
+    from pipelines.local import code_version
+
+    (tmp_path / "modeldir").mkdir()
+    (tmp_path / "modeldir" / "score.py").write_text("SCALE = 1\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    before = code_version()
+    (tmp_path / "modeldir" / "score.py").write_text("SCALE = 2\n")
+    assert code_version() != before

@@ -16,7 +16,7 @@ from inference.app import ServingApp
 from inference.config import ServerConfig
 from inference.features import FeatureLookupError, InMemoryFeatureStore
 from mlops.paths import ROOT
-from tests.serving_model import FEATURES, write_model_dir, write_user_features
+from tests.serving_model import FEATURES, add_rating_extremes, write_model_dir, write_user_features
 
 JSON = {"content-type": "application/json"}
 
@@ -144,6 +144,28 @@ def test_ratings_and_batches(client):
     ).json()
     assert b["predictions"][0]["ratings"] == r["ratings"]
     assert len(b["predictions"][1]["recommendations"]) == 2
+
+
+def test_served_ratings_are_clipped_to_the_rating_range_on_both_sides(tmp_path, features):
+    """The fixture's movies 10 and 20 score above 5, 30 and 40 below 1, for every user (raw)."""
+    d = add_rating_extremes(write_model_dir(tmp_path / "m"))
+    _, c, _ = make_app(d, features)
+    ids = [10, 30, 20, 40, 110]
+    for user_id in (2, 777):
+        r = c.post("/invocations", json={"user_id": user_id, "movie_ids": ids})
+        assert r.status_code == 200, r.text
+        ratings = [x["rating"] for x in r.json()["ratings"]]
+        assert ratings[:4] == [5.0, 1.0, 5.0, 1.0] and 1.0 < ratings[4] < 5.0
+    v2 = c.post(
+        "/v2/models/movielens-recommender/infer",
+        json={
+            "inputs": [
+                {"name": "user_id", "shape": [1], "datatype": "INT64", "data": [2]},
+                {"name": "movie_ids", "shape": [1, 2], "datatype": "INT64", "data": [[10, 30]]},
+            ]
+        },
+    ).json()
+    assert v2["outputs"][0]["data"] == [5.0, 1.0]
 
 
 def test_jsonlines_answers_one_line_per_line_in_order(client):

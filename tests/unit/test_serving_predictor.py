@@ -10,7 +10,13 @@ import pytest
 
 from inference.model import ModelDirError, load_model_dir
 from inference.predictor import Predictor, UnknownMovieError
-from tests.serving_model import add_ranking_tower, write_model_dir
+from tests.serving_model import (
+    ABOVE_RANGE_ROWS,
+    BELOW_RANGE_ROWS,
+    add_ranking_tower,
+    add_rating_extremes,
+    write_model_dir,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,23 @@ def test_predict_clips_to_the_rating_range_and_keeps_order(model_dir, predictor)
     raw = brute_force(model_dir, 7, FEATS)
     rows = [49, 0, 24]
     np.testing.assert_allclose(got, np.clip(raw[rows], 1.0, 5.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("features", [None, FEATS])
+@pytest.mark.parametrize("user_id", [7, 99_999])
+def test_predicted_ratings_outside_the_range_are_clipped_on_both_sides(tmp_path, user_id, features):
+    d = add_rating_extremes(write_model_dir(tmp_path / "m"))
+    p = Predictor(load_model_dir(d))
+    user = p.user_vector(user_id, features, None)
+    rows = [*ABOVE_RANGE_ROWS, *BELOW_RANGE_ROWS, 10]
+    ids = p.model.movie_ids[rows].tolist()
+    raw = p.scores(user)[rows]
+    # The fixture leaves the range on both sides (else the clip would go untested) ...
+    assert (raw[:2] > 5.5).all() and (raw[2:4] < 0.5).all() and 1.0 < raw[4] < 5.0
+    # ... and the served ratings do not.
+    got = p.predict(user, ids)
+    assert got[:4] == [5.0, 5.0, 1.0, 1.0]
+    assert got[4] == pytest.approx(float(raw[4]), rel=1e-6)
 
 
 def test_predict_names_unknown_movies(predictor):

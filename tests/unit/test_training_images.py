@@ -30,8 +30,20 @@ def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):
         "pipelines",
         "training",
         "inference",
+        "modeldir",
     }
+    # The saved-model contract is in; the host-only benchmarks are not.
+    assert (context / "modeldir" / "contract.py").is_file()
+    assert not (context / "bench").exists()
     assert not list(context.rglob("__pycache__"))
+
+
+@pytest.mark.parametrize("dockerfile", ["training/Dockerfile", "inference/Dockerfile"])
+def test_both_images_copy_the_model_dir_contract(dockerfile):
+    """Export (training image) and serving (serving image) both import modeldir: both copy it in."""
+    text = (ROOT / dockerfile).read_text()
+    assert re.search(r"^COPY .*\bmodeldir /opt/program/modeldir$", text, re.MULTILINE)
+    assert not re.search(r"^COPY .*\bbench\b", text, re.MULTILINE)
 
 
 def test_missing_dockerfile_is_named(tmp_path):

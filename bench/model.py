@@ -1,6 +1,6 @@
 """The model's quality benchmark: its figures beside baselines computed on the same splits, and the targets.
 
-    python -m training.bench [--json] [--quick] [--skip-ml1m]
+    python -m bench.model [--json] [--quick] [--skip-ml1m]
 
 ml-100k 5-fold cross-validation (RMSE, MAE) for the model, the global mean and the biased baseline;
 leave-last-out ranking (HR@10, NDCG@10) for the model and popularity; seconds to train one fold;
@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modeldir import ReferenceScorer, SavedModel
 from training.hyperparameters import Hyperparameters
 
 # Published ml-100k figures (Surprise's benchmark table, 5-fold CV) shown as a reference column.
@@ -119,17 +120,19 @@ def ranking(ratings: pd.DataFrame, movies: pd.DataFrame, hp: Hyperparameters) ->
     """HR@K and NDCG@K of the model and of popularity, ranking every movie each user has not rated."""
     from features.compute import user_features
     from training.baselines import Popularity
-    from training.fit import TrainingData, fit, ranking_scores
+    from training.fit import TrainingData, fit
     from training.metrics import held_out_ranks, hit_rate_at_k, ndcg_at_k
+    from training.model import RATING_RANGE
 
     train, held = leave_last_out(ratings)
     err.print(f"[bold]ranking[/]: training on {len(train):,} ratings, {len(held):,} users held out ...")
     result = fit(TrainingData(ratings=train, movies=movies), hp)
     t = result.towers
     feats = user_features(train, movies).set_index("user_id").reindex(held["user_id"])
-    # The score serving's top-K uses (the ranking tower's when the model has one).
-    scores = ranking_scores(
-        t, held["user_id"].to_numpy(np.int64), feats[result.user_feature_names].to_numpy(np.float64)
+    # The score serving's top-K uses (the ranking tower's when the model has one), by the reference scorer.
+    scorer = ReferenceScorer(SavedModel.from_arrays(t, result.user_feature_names, RATING_RANGE))
+    scores = scorer.ranking_scores(
+        held["user_id"].to_numpy(np.int64), feats[result.user_feature_names].to_numpy(np.float64)
     )
     movie_pos = pd.Index(t["movie_ids"])
     exclude = np.zeros(scores.shape, bool)
@@ -212,7 +215,7 @@ def run_ml1m(hp: Hyperparameters) -> dict[str, Any]:
     """Run `ml1m_child` in a fresh interpreter; its peak RSS is then the training's own."""
     err.print("[bold]ml-1m[/]: training in a child process (peak memory is measured there) ...")
     proc = subprocess.run(
-        [sys.executable, "-m", "training.bench", "--ml1m-child", hp.model_dump_json()],
+        [sys.executable, "-m", "bench.model", "--ml1m-child", hp.model_dump_json()],
         capture_output=True,
         text=True,
         check=False,

@@ -1,4 +1,4 @@
-"""`python -m inference.bench [--json]`: our server against `mlflow models serve`, and the in-process floor.
+"""`python -m bench.serve [--json]`: our server against `mlflow models serve`, and the in-process floor.
 
 One run, one machine, one load generator for both servers (wrk at saturation, an open-loop asyncio
 client at 300 and 1,000 requests/s), one worker each, single-user top-10 requests. Figures are noisy
@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.bench_model import BenchModel, prepare
-from inference.loadgen import FixedRate, fixed_rate, wait_ready, wrk_saturation
+from bench.loadgen import FixedRate, fixed_rate, wait_ready, wrk_saturation
+from bench.serve_model import BenchModel, prepare
 
 IMAGE = "mlops-serving:latest"
 TARGET_RATIO_MLFLOW = 8.0
@@ -91,7 +91,7 @@ def _serve_ours(
         "MLOPS_SERVE_FEATURE_SOURCE": str(bm.user_features),
     }
     if stack == "starlette":
-        return [sys.executable, "-m", "inference.bench", "--serve-starlette"], env
+        return [sys.executable, "-m", "bench.serve", "--serve-starlette"], env
     return [sys.executable, "-m", "inference", "serve"], env
 
 
@@ -436,7 +436,7 @@ def _starlette_server() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--seconds", type=int, default=10, help="saturation run length per server")
     parser.add_argument(
