@@ -58,7 +58,7 @@ test-integration: setup docker
 lint: setup ## ruff and mypy on both sides
 	$(ML)/ruff check .
 	$(ML)/ruff format --check .
-	$(ML)/mypy mlops features pipelines training inference
+	$(ML)/mypy dataset mlops features pipelines training inference
 	$(CDK)/mypy infra app.py
 
 synth: setup-cdk setup-node ## Synthesize every environment's stacks (cdk-nag checks run too)

@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_starlette:
         _starlette_server()
         return 0
-    from mlops.paths import state_dir
+    from dataset.paths import state_dir
 
     workdir = args.workdir or state_dir() / "bench-serve"
     result = run(args.seconds, not args.no_image, args.stacks, workdir, args.rounds)

@@ -8,7 +8,7 @@ import typer
 
 # (command name, module holding a Typer `app`). A module that is missing is a bug, not an option.
 _GROUPS: list[tuple[str, str]] = [
-    ("data", "mlops.data.cli"),
+    ("data", "mlops.data_cli"),
     ("features", "features.cli"),
     ("serve", "inference.cli"),
     ("images", "mlops.images"),

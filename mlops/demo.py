@@ -25,8 +25,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from dataset.paths import ROOT
 from mlops import standins
-from mlops.paths import ROOT
 
 console = Console(stderr=True)
 ENDPOINT = "mlops-demo"
@@ -43,7 +43,7 @@ def demo_labels() -> dict[str, str]:
     """The labels of this checkout's demo containers."""
     import hashlib
 
-    from mlops.paths import state_dir
+    from dataset.paths import state_dir
 
     return {DEMO_LABEL: hashlib.sha256(str(state_dir().resolve()).encode()).hexdigest()[:16]}
 

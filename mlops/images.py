@@ -16,13 +16,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mlops.paths import ROOT
+from dataset.paths import ROOT
 
 app = typer.Typer(help="Build the project's container images.", no_args_is_help=True)
 
 DEFAULT_BASE_IMAGE = "mlops-base:bookworm"
 # The packages a Dockerfile may copy. Each Dockerfile picks its own; infra/ and tests/ never go in.
-CODE_PACKAGES = ("mlops", "features", "pipelines", "training", "inference")
+CODE_PACKAGES = ("dataset", "features", "pipelines", "training", "inference")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "host-ca.crt")
 # Where the host keeps the CA bundle that HTTPS inside a build must trust, in order of preference.
 _CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")

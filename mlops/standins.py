@@ -1,7 +1,7 @@
 """The local stand-ins: a moto server (AWS), an MLflow tracking server and a Feast feature server.
 
 Each runs as a child process in its own process group; its pid, port and log are recorded in a
-state file under `mlops.paths.state_dir()` so `make demo-down` can stop what `make demo` started.
+state file under `dataset.paths.state_dir()` so `make demo-down` can stop what `make demo` started.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlops.paths import state_dir
+from dataset.paths import state_dir
 
 # Credentials moto accepts; never real ones.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

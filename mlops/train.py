@@ -20,7 +20,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from mlops.paths import state_dir
+from dataset.paths import state_dir
 from mlops.standins import docker_bridge_ip
 
 app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
@@ -220,7 +220,7 @@ def train_local(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train on a dataset in SageMaker local mode with the ML image and report the model's metrics."""
-    from mlops.data.tables import dataset_version, load_tables
+    from dataset.tables import dataset_version, load_tables
 
     console = Console(stderr=True)
     tables = load_tables(dataset)

@@ -99,7 +99,7 @@ def local_settings(base: PipelineSettings | None = None, **overrides: Any) -> Pi
 
 def git_commit() -> str:
     """The project's current git commit, with '-dirty' when the work tree has changes."""
-    from mlops.paths import ROOT
+    from dataset.paths import ROOT
 
     try:
         commit = subprocess.run(
@@ -126,7 +126,7 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-CODE_PATHS = ("pipelines", "training", "features", "mlops/data")
+CODE_PATHS = ("pipelines", "training", "features", "dataset")
 
 
 def code_version() -> str:
@@ -137,7 +137,7 @@ def code_version() -> str:
     """
     import hashlib
 
-    from mlops.paths import ROOT
+    from dataset.paths import ROOT
 
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *CODE_PATHS],
@@ -312,8 +312,8 @@ def run_local(
 
     import boto3
 
-    from mlops.data.tables import raw_dir
-    from mlops.data.versioning import dir_md5
+    from dataset.tables import raw_dir
+    from dataset.versioning import dir_md5
     from pipelines import definition, registry
 
     console = console or Console(stderr=True)

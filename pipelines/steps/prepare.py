@@ -32,10 +32,10 @@ def validate_raw(
     raw_dir: Path, dataset: str, expected_version: str
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Validate the raw files with the data layer's validator; refuse any rejection."""
-    from mlops.data.schema import dataset_spec
-    from mlops.data.store import Policy, build_report
-    from mlops.data.validate import validate_dataset
-    from mlops.data.versioning import dir_md5
+    from dataset.schema import dataset_spec
+    from dataset.store import Policy, build_report
+    from dataset.validate import validate_dataset
+    from dataset.versioning import dir_md5
 
     spec = dataset_spec(dataset)
     if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
@@ -140,7 +140,7 @@ def ingest_feast(features: dict[str, pd.DataFrame], url: str) -> dict[str, Any]:
 
 def write_parquet(table: str, frame: pd.DataFrame, path: Path) -> None:
     """Write one table as Parquet, with the contract's types for the data layer's tables."""
-    from mlops.data.tables import TABLE_NAMES, write_table
+    from dataset.tables import TABLE_NAMES, write_table
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if table in TABLE_NAMES:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from dataset.paths import ROOT, state_dir
 from inference.bench_model import prepare
-from mlops.paths import ROOT, state_dir
 
 IMAGE = "mlops-serving:latest"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

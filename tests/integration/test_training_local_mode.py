@@ -12,8 +12,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mlops.data.tables import load_tables
-from mlops.paths import ROOT
+from dataset.paths import ROOT
+from dataset.tables import load_tables
 from mlops.standins import docker_bridge_ip
 from mlops.train import mlflow_server, run_local_job, write_channels
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from dataset.paths import ROOT
 from mlops.images import IMAGES, ImageBuildError, ImageSpec, assemble_context, git_commit, host_ca_bundle
-from mlops.paths import ROOT
 
 
 def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):
@@ -25,7 +25,7 @@ def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):
     assert {p.name for p in context.iterdir()} <= {
         "requirements-train.txt",
         "host-ca.crt",
-        "mlops",
+        "dataset",
         "features",
         "pipelines",
         "training",

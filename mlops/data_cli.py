@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from mlops import paths
-from mlops.data import store, versioning
-from mlops.data.schema import DATASETS, dataset_spec
-from mlops.data.sources import SourceError
+from dataset import paths, store, versioning
+from dataset.schema import DATASETS, dataset_spec
+from dataset.sources import SourceError
 
 app = typer.Typer(help="MovieLens data: fetch, validate, version (DVC).", no_args_is_help=True)
 err = Console(stderr=True)
@@ -144,7 +143,7 @@ def validate(
 @app.command()
 def version(dataset: DatasetOpt) -> None:
     """Print the dataset version (DVC's md5 of the raw directory)."""
-    from mlops.data.tables import dataset_version
+    from dataset.tables import dataset_version
 
     _check_dataset(dataset)
     try:
