@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 
 from inference.bench_model import BenchModel, prepare
 from inference.loadgen import FixedRate, fixed_rate, wait_ready, wrk_saturation
+from standins.ports import free_port as _free_port
 
 IMAGE = "mlops-serving:latest"
 TARGET_RATIO_MLFLOW = 8.0
@@ -35,12 +35,6 @@ TARGET_FLOOR_SHARE = 0.20
 
 def _log(msg: str) -> None:
     print(f"bench-serve: {msg}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

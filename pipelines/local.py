@@ -25,6 +25,9 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from pipelines.settings import PipelineSettings, load_settings
+from standins import servers
+from standins.docker import remove_containers
+from standins.git import git_commit
 
 LOCAL_BUCKET = "mlops-local"
 # What pipelines.steps.* print on failure, e.g. "Prepare failed: validation rejected 3 row(s) ...".
@@ -95,35 +98,6 @@ def local_settings(base: PipelineSettings | None = None, **overrides: Any) -> Pi
     )
     values.update(overrides)
     return PipelineSettings.model_validate(values)
-
-
-def git_commit() -> str:
-    """The project's current git commit, with '-dirty' when the work tree has changes."""
-    from dataset.paths import ROOT
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [
-                "git",
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                "pipelines",
-                "training",
-                "features",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
 
 
 CODE_PATHS = ("pipelines", "training", "features", "dataset")
@@ -256,18 +230,6 @@ def _read_s3_json(s3: Any, uri: str) -> dict[str, Any]:
 RUN_LABEL = "io.mlops.run"
 
 
-def remove_containers(labels: dict[str, str]) -> int:
-    """Remove every container (running or exited) carrying all these labels; return how many."""
-    if not labels:
-        raise ValueError("remove_containers needs at least one label: it never removes unlabelled containers")
-    filters = [arg for key, value in labels.items() for arg in ("--filter", f"label={key}={value}")]
-    done = subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=False)
-    ids = done.stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-    return len(ids)
-
-
 class ContainerLog(io.TextIOBase):
     """Stands in for stdout while local mode streams container logs: forwards them to stderr
     (stdout is reserved for --json) and keeps the steps' own failure lines for the error."""
@@ -374,7 +336,7 @@ def run_local(
         if settings.feature_store == "feast" and not settings.feast_url:
             t0 = time.monotonic()
             try:
-                feast_server = start_feast_server(dataset, console)
+                feast_server = servers.start_feast_server(dataset, console)
             except Exception as error:  # any reason; Ctrl-C (not an Exception) still propagates
                 raise LocalRunError(
                     f"cannot start the Feast feature server Prepare ingests into: {error}",
@@ -401,9 +363,7 @@ def run_local(
         # Also on Ctrl-C: no container of this run, and no feature server it started, outlives it.
         remove_containers({RUN_LABEL: labels[RUN_LABEL]})
         if feast_server is not None:
-            from mlops import standins
-
-            standins.stop_recorded(["feast"])
+            servers.stop_recorded(["feast"])
     described = execution.describe()
     steps = [
         {
@@ -499,19 +459,6 @@ def _interrupts_noted() -> Iterator[threading.Event]:
         yield noted
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def start_feast_server(dataset: str, console: Console) -> Any:
-    """Build the dataset's Feast repo if needed and start `feast serve` where containers reach it."""
-    from features.feast_repo import ensure_built
-    from mlops import standins
-
-    with console.status(f"Feast repo and feature server for {dataset}"):
-        repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))
-        host = standins.docker_bridge_ip()
-        server = standins.start_feast(repo.path, host=host)
-    console.print(f"Feast feature server {server.url} (Prepare pushes features there)")
-    return server
 
 
 def by_prepare_output(execution: Any, name: str) -> str:

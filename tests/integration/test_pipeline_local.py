@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from dataset.paths import ROOT
-from mlops import standins
+from standins import servers as standins
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 GROUP = "mlops-movielens"

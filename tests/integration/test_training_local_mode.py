@@ -14,8 +14,9 @@ import pytest
 
 from dataset.paths import ROOT
 from dataset.tables import load_tables
-from mlops.standins import docker_bridge_ip
-from mlops.train import mlflow_server, run_local_job, write_channels
+from mlops.train import run_local_job, write_channels
+from standins.docker import docker_bridge_ip
+from standins.servers import mlflow_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

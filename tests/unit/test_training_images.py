@@ -7,7 +7,9 @@ import re
 import pytest
 
 from dataset.paths import ROOT
-from mlops.images import IMAGES, ImageBuildError, ImageSpec, assemble_context, git_commit, host_ca_bundle
+from images.context import ImageBuildError, assemble_context, host_ca_bundle
+from images.spec import IMAGES, ImageSpec
+from standins.git import git_commit
 
 
 def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):

@@ -3,7 +3,7 @@
 moto's CloudFormation silently skips FeatureGroup, ModelPackageGroup, Pipeline, CloudWatch alarms,
 autoscaling, schedules and bucket/topic policies. Each handler below creates its resource through
 moto's own backend (the same code the service API calls), so `cdk deploy` against this server leaves
-resources a boto3 client can describe. Run: `python -m infra.local.moto_server --port 0` (prints
+resources a boto3 client can describe. Run: `python -m standins.moto_server --port 0` (prints
 `READY <port>` when it listens).
 """
 
