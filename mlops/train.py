@@ -18,6 +18,7 @@ from dataset.paths import state_dir
 from standins.docker import docker_bridge_ip, remove_exited
 from standins.git import git_commit
 from standins.servers import mlflow_server
+from training import channels
 
 app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
 
@@ -33,24 +34,7 @@ def write_channels(
     ratings: pd.DataFrame, movies: pd.DataFrame, users: pd.DataFrame | None, dest: Path
 ) -> dict[str, Path]:
     """Write docs/contracts.md section 5 channels: each user's last rating held out for validation."""
-    from features.compute import movie_features, user_features
-
-    ordered = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
-    last = ordered.groupby("user_id").tail(1).index
-    train = ordered.drop(index=last).reset_index(drop=True)
-    validation = ordered.loc[last].reset_index(drop=True)
-    channels = {name: dest / name for name in ("train", "validation", "catalog", "features")}
-    for path in channels.values():
-        path.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(channels["train"] / "ratings.parquet", index=False)
-    validation.to_parquet(channels["validation"] / "ratings.parquet", index=False)
-    movies.to_parquet(channels["catalog"] / "movies.parquet", index=False)
-    if users is not None:
-        users.to_parquet(channels["catalog"] / "users.parquet", index=False)
-    # Features as of the split: computed from the training ratings only, so validation does not leak.
-    user_features(train, movies).to_parquet(channels["features"] / "user_features.parquet", index=False)
-    movie_features(train, movies).to_parquet(channels["features"] / "movie_features.parquet", index=False)
-    return channels
+    return channels.write_channels(ratings, movies, users, dest, channels.SplitPolicy.LAST_PER_USER).paths
 
 
 @dataclass(frozen=True)
