@@ -183,8 +183,8 @@ def execute(
     feast_started = False
     try:
         if inputs.settings.feature_store == "feast" and not inputs.settings.feast_url:
-            feast_started = True
             inputs.settings = _with_feast_server(inputs, console)
+            feast_started = True
         session = make_session(inputs.settings, labels)
         pipeline = definition.build_pipeline(inputs.settings, session=session, register=False)
         pipeline.create(role_arn=inputs.settings.role_arn, description="local run")
