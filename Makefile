@@ -58,8 +58,8 @@ test-integration: setup docker
 lint: setup ## ruff and mypy on both sides
 	$(ML)/ruff check .
 	$(ML)/ruff format --check .
-	$(ML)/mypy mlops features pipelines training inference bench modeldir
-	$(CDK)/mypy infra app.py
+	$(ML)/mypy dataset images standins mlops features pipelines training inference bench modeldir
+	$(CDK)/mypy infra app.py images standins
 
 synth: setup-cdk setup-node ## Synthesize every environment's stacks (cdk-nag checks run too)
 	time npx cdk synth --quiet

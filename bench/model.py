@@ -184,7 +184,7 @@ class Target:
 
 def ml1m_child(hp_json: str) -> None:
     """Train on ml-1m (90% random split), print one JSON line: seconds, peak RSS, held-out RMSE."""
-    from mlops.data.tables import load_tables
+    from dataset.tables import load_tables
 
     tables = load_tables("ml-1m")
     hp = Hyperparameters.model_validate_json(hp_json)
@@ -321,7 +321,7 @@ def main(
     if ml1m_child_hp is not None:
         ml1m_child(ml1m_child_hp)
         return
-    from mlops.data.tables import load_tables
+    from dataset.tables import load_tables
 
     tables = load_tables("ml-100k")
     hp = Hyperparameters(dataset="ml-100k")

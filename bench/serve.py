@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 
 from bench.loadgen import FixedRate, fixed_rate, wait_ready, wrk_saturation
 from bench.serve_model import BenchModel, prepare
+from standins.ports import free_port as _free_port
 
 IMAGE = "mlops-serving:latest"
 TARGET_RATIO_MLFLOW = 8.0
@@ -35,12 +35,6 @@ TARGET_FLOOR_SHARE = 0.20
 
 def _log(msg: str) -> None:
     print(f"bench-serve: {msg}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -452,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_starlette:
         _starlette_server()
         return 0
-    from mlops.paths import state_dir
+    from dataset.paths import state_dir
 
     workdir = args.workdir or state_dir() / "bench-serve"
     result = run(args.seconds, not args.no_image, args.stacks, workdir, args.rounds)

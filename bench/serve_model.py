@@ -27,8 +27,8 @@ class BenchModel:
 
 
 def _write_channels(root: Path, dataset: str) -> None:
+    from dataset.tables import dataset_version, load_tables
     from features.compute import movie_features, user_features
-    from mlops.data.tables import dataset_version, load_tables
 
     tables = load_tables(dataset)
     data = root / "input" / "data"

@@ -133,7 +133,7 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], table: str) 
     if missing:
         raise ValueError(
             f"{table} table lacks column(s) {missing} (has {list(frame.columns)}); "
-            "pass the tables from mlops.data.tables.load_tables (docs/contracts.md section 1)"
+            "pass the tables from dataset.tables.load_tables (docs/contracts.md section 1)"
         )
 
 

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 # The 19 MovieLens genres, shared with the data layer through a standard-library module, so this file
 # still imports nothing heavy; movies' `genres` column joins these names with "|".
-from mlops.data.genres import GENRES as GENRES
+from dataset.genres import GENRES as GENRES
 
 Dtype = Literal["int64", "float64", "string"]
 DTYPES: Final[tuple[str, ...]] = ("int64", "float64", "string")

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dataset import paths
 from features.definition import DEFINITION_VERSION, ENTITIES, FEATURE_VIEWS, FeatureView, entity
-from mlops import paths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,8 +196,8 @@ class BuildReport:
 
 def build(dataset: str, every_days: int = 7, data_dir: Path | None = None, log: Log = _quiet) -> BuildReport:
     """Compute feature snapshots from the dataset's tables, write the repo and `feast apply` it."""
+    from dataset.tables import dataset_version, load_tables
     from features.compute import feature_snapshots
-    from mlops.data.tables import dataset_version, load_tables
 
     repo = FeastRepo.for_dataset(dataset, data_dir)
     tables = load_tables(dataset, data_dir)

@@ -8,12 +8,12 @@ import typer
 
 # (command name, module holding a Typer `app`). A module that is missing is a bug, not an option.
 _GROUPS: list[tuple[str, str]] = [
-    ("data", "mlops.data.cli"),
-    ("features", "features.cli"),
+    ("data", "mlops.data_cli"),
+    ("features", "mlops.features_cli"),
     ("serve", "inference.cli"),
     ("images", "mlops.images"),
     ("train", "mlops.train"),
-    ("pipeline", "pipelines.cli"),
+    ("pipeline", "mlops.pipeline_cli"),
     ("infra", "infra.cli"),
 ]
 

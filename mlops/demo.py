@@ -25,8 +25,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mlops import standins
-from mlops.paths import ROOT
+from dataset.paths import ROOT
+from standins import servers
+from standins.docker import docker_bridge_ip, ensure_docker, remove_containers
 
 console = Console(stderr=True)
 ENDPOINT = "mlops-demo"
@@ -43,7 +44,7 @@ def demo_labels() -> dict[str, str]:
     """The labels of this checkout's demo containers."""
     import hashlib
 
-    from mlops.paths import state_dir
+    from dataset.paths import state_dir
 
     return {DEMO_LABEL: hashlib.sha256(str(state_dir().resolve()).encode()).hexdigest()[:16]}
 
@@ -63,39 +64,29 @@ def _mlops(*args: str) -> None:
         )
 
 
-def ensure_docker() -> None:
-    """Make sure a Docker engine answers (scripts/docker-up.sh installs and starts one as root)."""
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
-        return
-    if subprocess.run(["bash", str(ROOT / "scripts" / "docker-up.sh")], check=False).returncode != 0:
-        raise DemoError("no Docker engine answers and scripts/docker-up.sh could not start one")
-
-
-def ensure_standins() -> tuple[standins.Service, standins.Service]:
+def ensure_standins() -> tuple[servers.Service, servers.Service]:
     """Reuse the recorded moto and MLflow servers when they answer, else start them."""
-    recorded = standins.recorded()
+    recorded = servers.recorded()
     moto = recorded.get("moto")
-    if moto is None or not standins.alive(moto):
-        moto = standins.start_moto()
+    if moto is None or not servers.alive(moto):
+        moto = servers.start_moto()
     mlflow = recorded.get("mlflow")
-    if mlflow is None or not standins.alive(mlflow):
+    if mlflow is None or not servers.alive(mlflow):
         # Bound to the Docker bridge address, not 127.0.0.1: the training container logs to it.
-        mlflow = standins.start_mlflow(host=standins.docker_bridge_ip())
+        mlflow = servers.start_mlflow(host=docker_bridge_ip())
     return moto, mlflow
 
 
-def ensure_feast(dataset: str) -> standins.Service:
+def ensure_feast(dataset: str) -> servers.Service:
     """Reuse the recorded Feast feature server when it answers, else start it on the Docker bridge.
 
     One server for the whole demo: Prepare pushes the features into it and the endpoint reads them
     back from it, both from containers, so it listens where containers reach the host.
     """
-    from pipelines.local import start_feast_server
-
-    feast = standins.recorded().get("feast")
-    if feast is not None and standins.alive(feast):
+    feast = servers.recorded().get("feast")
+    if feast is not None and servers.alive(feast):
         return feast
-    server: standins.Service = start_feast_server(dataset, console)
+    server: servers.Service = servers.start_feast_server(dataset, console)
     return server
 
 
@@ -247,7 +238,7 @@ def run(serve: bool) -> dict[str, Any]:
     with console.status("[3/7] moto server and MLflow"):
         start = time.monotonic()
         moto, mlflow = ensure_standins()
-        os.environ.update(standins.aws_environment(moto))
+        os.environ.update(servers.aws_environment(moto))
         lap("standins", start)
     console.print(f"moto server {moto.url}, MLflow {mlflow.url}")
 
@@ -323,8 +314,6 @@ def run(serve: bool) -> dict[str, Any]:
                 time.sleep(3600)
     finally:
         _delete_endpoint(session)
-        from pipelines.local import remove_containers
-
         remove_containers(demo_labels())
     return {
         "model_package_arn": result.model_package_arn,
@@ -337,9 +326,7 @@ def run(serve: bool) -> dict[str, Any]:
 
 def down() -> list[str]:
     """Stop the recorded stand-ins and the containers this checkout's demo started (by label)."""
-    from pipelines.local import remove_containers
-
-    stopped = standins.stop_recorded()
+    stopped = servers.stop_recorded()
     removed = remove_containers(demo_labels())
     if removed:
         stopped.append(f"{removed} container(s)")

@@ -1,10 +1,12 @@
-"""`mlops images build`: build the ML (training) and serving images from an assembled context."""
+"""`mlops images build`: build the ML (training) and serving images from an assembled context.
+
+The specs and the context live in `images/` (the CDK assembles the same context); this is the CLI.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -16,39 +18,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mlops.paths import ROOT
+from dataset.paths import ROOT
+from images.context import ImageBuildError, assemble_context
+from images.spec import DEFAULT_BASE_IMAGE, IMAGES, ImageSpec
+from standins import StandInError
+from standins.docker import ensure_docker
+from standins.git import git_commit
 
 app = typer.Typer(help="Build the project's container images.", no_args_is_help=True)
-
-DEFAULT_BASE_IMAGE = "mlops-base:bookworm"
-# The packages a Dockerfile may copy. Each Dockerfile picks its own; infra/, bench/ and tests/ never go in.
-# modeldir (the saved-model contract) goes into both images.
-CODE_PACKAGES = ("mlops", "features", "pipelines", "training", "inference", "modeldir")
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "host-ca.crt")
-# Where the host keeps the CA bundle that HTTPS inside a build must trust, in order of preference.
-_CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-_CA_DEFAULT = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """One image the project builds: its Dockerfile, tag and uv dependency group."""
-
-    name: str
-    dockerfile: str
-    tag: str
-    group: str
-
-    @property
-    def requirements_file(self) -> str:
-        """The exported requirements file's name at the context root (docs/contracts.md section 4)."""
-        return f"requirements-{self.group}.txt"
-
-
-IMAGES: dict[str, ImageSpec] = {
-    "training": ImageSpec("training", "training/Dockerfile", "mlops-training:latest", "train"),
-    "serving": ImageSpec("serving", "inference/Dockerfile", "mlops-serving:latest", "serve"),
-}
 
 
 @dataclass(frozen=True)
@@ -62,81 +39,6 @@ class BuiltImage:
     build_seconds: float
     base_image: str
     git_commit: str
-
-
-class ImageBuildError(RuntimeError):
-    """A build could not start or `docker build` failed; the message says why and what to do."""
-
-
-def _uv() -> str:
-    found = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
-    if not Path(found).exists():
-        raise ImageBuildError(
-            "uv is not installed; it exports the images' requirements from uv.lock. "
-            "Install it with `python3 -m pip install --user uv`."
-        )
-    return found
-
-
-def export_requirements(group: str, root: Path = ROOT) -> str:
-    """Export one dependency group's locked requirements (no hashes, no project) from uv.lock."""
-    cmd = [
-        _uv(),
-        "export",
-        "--frozen",
-        "--no-hashes",
-        "--no-default-groups",
-        "--group",
-        group,
-        "--no-emit-project",
-    ]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise ImageBuildError(f"`{' '.join(cmd)}` failed in {root}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def host_ca_bundle() -> Path:
-    """The host's CA bundle, which pip inside the build must trust (the network may re-sign TLS)."""
-    for var in _CA_ENV_VARS:
-        value = os.environ.get(var)
-        if value and Path(value).is_file():
-            return Path(value)
-    if _CA_DEFAULT.is_file():
-        return _CA_DEFAULT
-    raise ImageBuildError(
-        f"no CA bundle found: none of {', '.join(_CA_ENV_VARS)} names a file and "
-        f"{_CA_DEFAULT} is missing. Set PIP_CERT to your CA bundle and run again."
-    )
-
-
-def git_commit(root: Path = ROOT) -> str:
-    """The commit the code comes from, with `-dirty` when the image's code has uncommitted changes."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
-    if head.returncode != 0:
-        return "unknown"
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--", *CODE_PACKAGES],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
-
-
-def assemble_context(spec: ImageSpec, dest: Path, root: Path = ROOT) -> Path:
-    """Write a build context for `spec` into `dest`: requirements, CA bundle, code packages."""
-    dockerfile = root / spec.dockerfile
-    if not dockerfile.is_file():
-        raise ImageBuildError(f"{spec.dockerfile} is missing, so the {spec.name} image cannot be built.")
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / spec.requirements_file).write_text(export_requirements(spec.group, root))
-    shutil.copyfile(host_ca_bundle(), dest / "host-ca.crt")
-    for package in CODE_PACKAGES:
-        if (root / package).is_dir():
-            shutil.copytree(root / package, dest / package, ignore=_IGNORED)
-    return dest
 
 
 def ensure_base_image(base_image: str, console: Console, root: Path = ROOT) -> None:
@@ -156,18 +58,6 @@ def ensure_base_image(base_image: str, console: Console, root: Path = ROOT) -> N
 
 def _docker_ok(cmd: list[str]) -> bool:
     return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-
-
-def ensure_docker(root: Path = ROOT) -> None:
-    """Make sure a Docker engine answers (scripts/docker-up.sh installs and starts one as root)."""
-    if _docker_ok(["docker", "info"]):
-        return
-    proc = subprocess.run(["bash", str(root / "scripts" / "docker-up.sh")], check=False)
-    if proc.returncode != 0:
-        raise ImageBuildError(
-            "no Docker engine answers and scripts/docker-up.sh could not start one; "
-            "start Docker and run again."
-        )
 
 
 def build_image(spec: ImageSpec, base_image: str, console: Console, root: Path = ROOT) -> BuiltImage:
@@ -253,7 +143,7 @@ def build(
             image = build_image(spec, base_image, console)
             console.print(f"images: {image.tag} {image.size_bytes / 1e6:.0f} MB in {image.build_seconds} s")
             built.append(image)
-    except ImageBuildError as err:
+    except (ImageBuildError, StandInError) as err:
         console.print(f"[red]images: {err}[/]")
         raise typer.Exit(1) from err
     if as_json:

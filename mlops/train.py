@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import tarfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,8 +14,11 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from mlops.paths import state_dir
-from mlops.standins import docker_bridge_ip
+from dataset.paths import state_dir
+from standins.docker import docker_bridge_ip, remove_exited
+from standins.git import git_commit
+from standins.servers import mlflow_server
+from training import channels
 
 app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
 
@@ -37,85 +34,7 @@ def write_channels(
     ratings: pd.DataFrame, movies: pd.DataFrame, users: pd.DataFrame | None, dest: Path
 ) -> dict[str, Path]:
     """Write docs/contracts.md section 5 channels: each user's last rating held out for validation."""
-    from features.compute import movie_features, user_features
-
-    ordered = ratings.sort_values(["user_id", "timestamp", "movie_id"], kind="stable")
-    last = ordered.groupby("user_id").tail(1).index
-    train = ordered.drop(index=last).reset_index(drop=True)
-    validation = ordered.loc[last].reset_index(drop=True)
-    channels = {name: dest / name for name in ("train", "validation", "catalog", "features")}
-    for path in channels.values():
-        path.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(channels["train"] / "ratings.parquet", index=False)
-    validation.to_parquet(channels["validation"] / "ratings.parquet", index=False)
-    movies.to_parquet(channels["catalog"] / "movies.parquet", index=False)
-    if users is not None:
-        users.to_parquet(channels["catalog"] / "users.parquet", index=False)
-    # Features as of the split: computed from the training ratings only, so validation does not leak.
-    user_features(train, movies).to_parquet(channels["features"] / "user_features.parquet", index=False)
-    movie_features(train, movies).to_parquet(channels["features"] / "movie_features.parquet", index=False)
-    return channels
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def mlflow_server(store: Path, host: str, port: int | None = None, log: Path | None = None) -> Iterator[str]:
-    """Run `mlflow server` on host:port over a SQLite store with artifacts in `store`; yield its URI."""
-    store.mkdir(parents=True, exist_ok=True)
-    port = port or free_port(host)
-    uri = f"http://{host}:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{store.resolve() / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(store.resolve() / "mlartifacts"),
-        "--serve-artifacts",
-        "--allowed-hosts",
-        f"{host}:{port},{host},localhost:{port},127.0.0.1:{port}",
-    ]
-    log_file = (log or store / "server.log").open("ab")
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise LocalTrainingError(f"mlflow server exited with {proc.returncode}; see {log_file.name}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise LocalTrainingError(
-                    f"mlflow server on {uri} did not answer within 600 s; see {log_file.name}"
-                )
-            time.sleep(0.5)
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
+    return channels.write_channels(ratings, movies, users, dest, channels.SplitPolicy.LAST_PER_USER).paths
 
 
 @dataclass(frozen=True)
@@ -189,20 +108,9 @@ def run_local_job(
             if "failure" in names:
                 member = tar.extractfile("failure")
                 failure = member.read().decode() if member else failure
-    _prune_exited_containers(image)
+    # Local mode leaves its exited containers behind; remove this image's.
+    remove_exited(image)
     return LocalJob(job_name, model_tar, output_tar, model_dir, seconds, failure)
-
-
-def _prune_exited_containers(image: str) -> None:
-    # Local mode leaves its exited containers behind (ENVIRONMENT.md); remove ours only.
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "status=exited", "--filter", f"ancestor={image}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", *ids], capture_output=True, check=False)
 
 
 @app.command("local")
@@ -220,7 +128,7 @@ def train_local(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train on a dataset in SageMaker local mode with the ML image and report the model's metrics."""
-    from mlops.data.tables import dataset_version, load_tables
+    from dataset.tables import dataset_version, load_tables
 
     console = Console(stderr=True)
     tables = load_tables(dataset)
@@ -228,7 +136,7 @@ def train_local(
     with console.status("writing channels"):
         channels = write_channels(tables.ratings, tables.movies, tables.users, run_dir / "channels")
     hp = {"epochs": str(epochs), "dataset": dataset, "dataset_version": dataset_version(dataset)}
-    env = {"MLOPS_GIT_COMMIT": _git_commit()}
+    env = {"MLOPS_GIT_COMMIT": git_commit()}
 
     def go(uri: str) -> LocalJob:
         hp["mlflow_tracking_uri"] = uri
@@ -255,9 +163,3 @@ def train_local(
         for key, value in summary["metrics"].items():
             typer.echo(f"{key}\t{value:.4f}")
         typer.echo(f"model\t{job.model_artifact}\nmlflow run\t{summary['tracking'].get('run_id')}")
-
-
-def _git_commit() -> str:
-    from mlops.images import git_commit
-
-    return git_commit()

@@ -81,9 +81,9 @@ def _run(args: list[str], *, env: dict[str, str], cwd: Path, what: str) -> None:
 
 
 def start_server(port: int = 0, timeout: float = 120.0) -> tuple[subprocess.Popen[str], str]:
-    """Start `infra.local.moto_server` in its own session; return the process and its endpoint URL."""
+    """Start `standins.moto_server` in its own session; return the process and its endpoint URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.moto_server", "--port", str(port)],
+        [sys.executable, "-m", "standins.moto_server", "--port", str(port)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

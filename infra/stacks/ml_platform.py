@@ -37,7 +37,8 @@ def image_context(name: str) -> Path:
     The Dockerfiles expect the exported requirements and the host CA bundle at the context root, which
     the repository root is not; the images room's `assemble_context` writes exactly that layout.
     """
-    from mlops.images import IMAGES, assemble_context
+    from images.context import assemble_context
+    from images.spec import IMAGES
 
     dest = CONTEXTS / name
     shutil.rmtree(dest, ignore_errors=True)
@@ -110,7 +111,7 @@ class MlPlatformStack(Stack):
                         )
                     )
             return uris
-        from mlops.images import IMAGES
+        from images.spec import IMAGES
 
         built: list[str] = []
         for name in ("training", "serving"):

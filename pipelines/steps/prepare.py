@@ -19,7 +19,6 @@ import pandas as pd
 from pipelines.steps.runner import run_step
 
 ROOT = Path("/opt/ml/processing")
-SPLIT = (0.8, 0.1, 0.1)
 HISTOGRAM_BINS = 10
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
@@ -32,10 +31,10 @@ def validate_raw(
     raw_dir: Path, dataset: str, expected_version: str
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Validate the raw files with the data layer's validator; refuse any rejection."""
-    from mlops.data.schema import dataset_spec
-    from mlops.data.store import Policy, build_report
-    from mlops.data.validate import validate_dataset
-    from mlops.data.versioning import dir_md5
+    from dataset.schema import dataset_spec
+    from dataset.store import Policy, build_report
+    from dataset.validate import validate_dataset
+    from dataset.versioning import dir_md5
 
     spec = dataset_spec(dataset)
     if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
@@ -60,20 +59,6 @@ def validate_raw(
             "or point InputDataUri at that version"
         )
     return result.tables, report
-
-
-def split_ratings(ratings: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
-    """Seeded random 80/10/10 split of the ratings into train, validation and test."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(ratings))
-    n_train = int(len(ratings) * SPLIT[0])
-    n_validation = int(len(ratings) * SPLIT[1])
-    parts = {
-        "train": order[:n_train],
-        "validation": order[n_train : n_train + n_validation],
-        "test": order[n_train + n_validation :],
-    }
-    return {name: ratings.iloc[np.sort(idx)].reset_index(drop=True) for name, idx in parts.items()}
 
 
 def baseline_statistics(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -138,36 +123,23 @@ def ingest_feast(features: dict[str, pd.DataFrame], url: str) -> dict[str, Any]:
     return {"store": "feast", "url": url, "to": "online", "records": counts, "as_of": as_of}
 
 
-def write_parquet(table: str, frame: pd.DataFrame, path: Path) -> None:
-    """Write one table as Parquet, with the contract's types for the data layer's tables."""
-    from mlops.data.tables import TABLE_NAMES, write_table
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if table in TABLE_NAMES:
-        write_table(table, frame, path)
-    else:
-        frame.to_parquet(path, index=False)
-
-
 def prepare(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
     """Run the whole step with inputs and outputs under `root`; return its summary."""
-    from features.compute import movie_features, user_features
+    from training.channels import SplitPolicy, write_channels
 
     out = root / "output"
     tables, report = validate_raw(root / "input" / "raw", args.dataset, args.dataset_version)
-    splits = split_ratings(tables["ratings"], args.split_seed)
-    for name, frame in splits.items():
-        write_parquet("ratings", frame, out / name / "ratings.parquet")
-    write_parquet("movies", tables["movies"], out / "catalog" / "movies.parquet")
-    write_parquet("users", tables["users"], out / "catalog" / "users.parquet")
-    # Features from training ratings only, as of just after the last one: nothing from the
-    # validation or test ratings leaks into what the model or the evaluation sees.
-    features = {
-        "user_features": user_features(splits["train"], tables["movies"]),
-        "movie_features": movie_features(splits["train"], tables["movies"]),
-    }
-    for name, frame in features.items():
-        write_parquet(name, frame, out / "features" / f"{name}.parquet")
+    # train/validation/test ratings, catalog and features (from the training ratings only: nothing
+    # from the validation or test ratings leaks into what the model or the evaluation sees).
+    written = write_channels(
+        tables["ratings"],
+        tables["movies"],
+        tables["users"],
+        out,
+        SplitPolicy.RANDOM_80_10_10,
+        args.split_seed,
+    )
+    splits, features = written.splits, written.features
     statistics = baseline_statistics({"train_ratings": splits["train"], **features})
     (out / "baseline").mkdir(parents=True, exist_ok=True)
     (out / "baseline" / "statistics.json").write_text(json.dumps(statistics, indent=2, sort_keys=True))

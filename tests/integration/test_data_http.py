@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.data.schema import GENRES
-from mlops.data.tables import dataset_version, load_tables
+from dataset.schema import GENRES
+from dataset.tables import dataset_version, load_tables
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 
@@ -246,7 +246,7 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("reason", sorted(CORRUPTIONS))
 def test_corrupted_copies_of_real_ml100k(wheel_data_dir, tmp_path, reason):
-    from mlops.data import store
+    from dataset import store
 
     name, edit, table, expected = CORRUPTIONS[reason]
     data = tmp_path / "data"

@@ -16,7 +16,7 @@ import boto3
 import pytest
 import yaml
 
-from mlops.data.tables import dataset_version, load_tables
+from dataset.tables import dataset_version, load_tables
 from tests.integration.test_data_http import grouplens_zip, run
 
 BIN = Path(sys.executable).parent

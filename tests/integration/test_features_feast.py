@@ -54,7 +54,7 @@ def built(tmp_path_factory) -> dict:
     run_cli(data_dir, "data", "fetch", "--dataset", DATASET, "--no-dvc", "--json")
     build = one_json(run_cli(data_dir, "features", "build", "--dataset", DATASET, "--json"))
     materialize = one_json(run_cli(data_dir, "features", "materialize", "--dataset", DATASET, "--json"))
-    from mlops.data.tables import load_tables
+    from dataset.tables import load_tables
 
     return {
         "data_dir": data_dir,

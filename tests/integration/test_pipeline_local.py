@@ -15,8 +15,8 @@ import boto3
 import pandas as pd
 import pytest
 
-from mlops import standins
-from mlops.paths import ROOT
+from dataset.paths import ROOT
+from standins import servers as standins
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 GROUP = "mlops-movielens"
@@ -72,7 +72,7 @@ def test_corrupted_data_fails_at_prepare_and_registers_nothing(
 ) -> None:
     fetched = subprocess.run([MLOPS, "data", "fetch", "--dataset", "ml-100k"], env=moto_env, check=False)
     assert fetched.returncode == 0
-    from mlops.data.tables import raw_dir
+    from dataset.tables import raw_dir
 
     corrupted = tmp_path / "data"
     shutil.copytree(raw_dir("ml-100k"), corrupted / "raw" / "ml-100k")
@@ -107,8 +107,8 @@ def test_local_run_registers_model_with_metrics_and_lineage(
     package = _sagemaker(moto_env).describe_model_package(ModelPackageName=result["model_package_arn"])
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     metadata = package["CustomerMetadataProperties"]
-    from mlops.data.tables import raw_dir
-    from mlops.data.versioning import dir_md5
+    from dataset.tables import raw_dir
+    from dataset.versioning import dir_md5
 
     assert metadata["dataset_version"] == dir_md5(raw_dir("ml-100k"))
     assert metadata["git_commit"] == result["git_commit"] and len(result["git_commit"]) >= 40

@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from mlops import standins
+from standins import servers as standins
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

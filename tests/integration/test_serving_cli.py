@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from mlops.paths import ROOT
+from dataset.paths import ROOT
 from tests.serving_model import write_model_dir
 
 MLOPS = str(ROOT / ".venv" / "bin" / "mlops")

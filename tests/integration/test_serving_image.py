@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from mlops.paths import ROOT
+from dataset.paths import ROOT
 
 IMAGE = "mlops-serving:latest"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

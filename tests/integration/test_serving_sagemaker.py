@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.serve_model import prepare
-from mlops.paths import ROOT, state_dir
+from dataset.paths import ROOT, state_dir
 
 IMAGE = "mlops-serving:latest"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

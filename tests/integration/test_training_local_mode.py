@@ -12,10 +12,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from mlops.data.tables import load_tables
-from mlops.paths import ROOT
-from mlops.standins import docker_bridge_ip
-from mlops.train import mlflow_server, run_local_job, write_channels
+from dataset.paths import ROOT
+from dataset.tables import load_tables
+from mlops.train import run_local_job, write_channels
+from standins.docker import docker_bridge_ip
+from standins.servers import mlflow_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.paths import ROOT
-from mlops.train import free_port, run_local_job, write_channels
+from dataset.paths import ROOT
+from mlops.train import run_local_job, write_channels
+from standins.ports import free_port
 from tests.integration.test_training_local_mode import image  # noqa: F401  (fixture: the rebuilt image)
 from tests.unit.test_training_checkpoints import synthetic_data
 from training.contract import SageMakerEnv

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.data.recbole import ml1m_from_recbole, ml100k_from_recbole
-from mlops.data.schema import DATASETS
-from mlops.data.validate import validate_dataset
+from dataset.recbole import ml1m_from_recbole, ml100k_from_recbole
+from dataset.schema import DATASETS
+from dataset.validate import validate_dataset
 
 INTER_100K = (
     "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

@@ -8,10 +8,10 @@ import zipfile
 
 import pytest
 
-from mlops.data import store
-from mlops.data.schema import DATASETS
-from mlops.data.sources import SourceError, layout_from_archive
-from mlops.data.tables import load_tables
+from dataset import store
+from dataset.schema import DATASETS
+from dataset.sources import SourceError, layout_from_archive
+from dataset.tables import load_tables
 from tests.unit.test_data_validate import U_DATA, U_USER, _u_item
 
 ML100K = DATASETS["ml-100k"]

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops.data.schema import DATASETS, GENRES
-from mlops.data.validate import REASONS, validate_dataset
+from dataset.schema import DATASETS, GENRES
+from dataset.validate import REASONS, validate_dataset
 
 ML100K = DATASETS["ml-100k"]
 ML1M = DATASETS["ml-1m"]

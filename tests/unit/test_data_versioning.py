@@ -7,8 +7,8 @@ from dvc_data.hashfile.build import build
 from dvc_data.hashfile.db.local import LocalHashFileDB
 from dvc_objects.fs import LocalFileSystem
 
-from mlops.data.tables import dataset_version
-from mlops.data.versioning import dir_md5
+from dataset.tables import dataset_version
+from dataset.versioning import dir_md5
 
 
 def _dvc_hash(path) -> str:

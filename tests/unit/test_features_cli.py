@@ -6,15 +6,15 @@ import json
 
 from typer.testing import CliRunner
 
-from features.cli import app
 from features.sagemaker import feature_group_specs
 from mlops import commands
+from mlops.features_cli import app
 
 runner = CliRunner()
 
 
 def test_registered_in_the_mlops_cli():
-    assert ("features", "features.cli") in commands._GROUPS
+    assert ("features", "mlops.features_cli") in commands._GROUPS
 
 
 def test_sagemaker_json_is_the_export():

@@ -114,7 +114,7 @@ def test_definition_imports_only_the_standard_library():
 
 
 def test_genres_agree_with_the_data_layer():
-    """The movies table joins mlops.data.schema.GENRES; the affinity features must cover exactly those."""
-    from mlops.data.schema import GENRES
+    """The movies table joins dataset.schema.GENRES; the affinity features must cover exactly those."""
+    from dataset.schema import GENRES
 
     assert tuple(GENRES) == d.GENRES

@@ -241,7 +241,7 @@ def test_ctrl_c_during_a_run_is_noted_and_still_interrupts() -> None:
     import os
     import signal
 
-    from pipelines.local import _interrupts_noted
+    from pipelines.local.session import _interrupts_noted
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), _interrupts_noted() as noted:

@@ -13,6 +13,7 @@ import pytest
 
 from pipelines import registry
 from pipelines.steps import evaluate, prepare
+from training.channels import SplitPolicy, split_ratings
 
 
 def _ratings(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -29,13 +30,13 @@ def _ratings(n: int = 1000, seed: int = 0) -> pd.DataFrame:
 
 def test_split_is_a_seeded_partition() -> None:
     ratings = _ratings()
-    splits = prepare.split_ratings(ratings, seed=7)
+    splits = split_ratings(ratings, SplitPolicy.RANDOM_80_10_10, seed=7)
     assert {k: len(v) for k, v in splits.items()} == {"train": 800, "validation": 100, "test": 100}
     together = pd.concat(splits.values()).sort_values(list(ratings.columns)).reset_index(drop=True)
     pd.testing.assert_frame_equal(together, ratings.sort_values(list(ratings.columns)).reset_index(drop=True))
-    again = prepare.split_ratings(ratings, seed=7)
+    again = split_ratings(ratings, SplitPolicy.RANDOM_80_10_10, seed=7)
     pd.testing.assert_frame_equal(again["test"], splits["test"])
-    assert not prepare.split_ratings(ratings, seed=8)["test"].equals(splits["test"])
+    assert not split_ratings(ratings, SplitPolicy.RANDOM_80_10_10, seed=8)["test"].equals(splits["test"])
 
 
 def test_baseline_statistics_cover_numeric_columns() -> None:

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from dataset.paths import ROOT
 from inference.app import ServingApp
 from inference.config import ServerConfig
 from inference.features import FeatureLookupError, InMemoryFeatureStore
-from mlops.paths import ROOT
 from tests.serving_model import FEATURES, add_rating_extremes, write_model_dir, write_user_features
 
 JSON = {"content-type": "application/json"}

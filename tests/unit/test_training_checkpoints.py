@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.data.schema import GENRES
+from dataset.schema import GENRES
 from training.checkpoints import CheckpointCallback, CheckpointError, CheckpointStore
 from training.fit import TrainingData, fit
 from training.hyperparameters import Hyperparameters

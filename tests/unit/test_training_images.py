@@ -6,8 +6,10 @@ import re
 
 import pytest
 
-from mlops.images import IMAGES, ImageBuildError, ImageSpec, assemble_context, git_commit, host_ca_bundle
-from mlops.paths import ROOT
+from dataset.paths import ROOT
+from images.context import ImageBuildError, assemble_context, host_ca_bundle
+from images.spec import IMAGES, ImageSpec
+from standins.git import git_commit
 
 
 def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):
@@ -25,7 +27,7 @@ def test_training_context_holds_locked_requirements_ca_and_code(tmp_path):
     assert {p.name for p in context.iterdir()} <= {
         "requirements-train.txt",
         "host-ca.crt",
-        "mlops",
+        "dataset",
         "features",
         "pipelines",
         "training",

@@ -1,6 +1,6 @@
 """Validation of a raw MovieLens dataset: every input row is accepted or rejected with one reason.
 
-Pure functions over bytes: no file system, no network. The I/O side (`mlops.data.store`) reads the
+Pure functions over bytes: no file system, no network. The I/O side (`dataset.store`) reads the
 raw files, calls `validate_dataset`, and writes the tables, the report and the quarantine.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlops.data.schema import (
+from dataset.schema import (
     GENRES,
     ML1M_AGE_BUCKETS,
     ML1M_OCCUPATIONS,
@@ -41,7 +41,7 @@ REASONS: dict[str, str] = {
     "missing_value": "a required text field is empty",
     "bad_date": "the release date is not empty and not like 01-Jan-1995",
     "bad_genre_flag": "a genre flag is not 0 or 1",
-    "unknown_genre": "a genre name is not in mlops.data.schema.GENRES",
+    "unknown_genre": "a genre name is not in dataset.schema.GENRES",
     "age_out_of_range": "the age is outside the range the dataset allows",
     "bad_gender": "the gender is not M or F",
     "bad_occupation": "the occupation code is not one of ml-1m's 0 to 20",

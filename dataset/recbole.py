@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlops.data.schema import GENRES
+from dataset.schema import GENRES
 
 
 @dataclass(frozen=True)

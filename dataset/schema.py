@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 # Re-exported: the data layer's callers read the vocabulary from here (docs/contracts.md section 1).
-from mlops.data.genres import GENRES as GENRES
-
+from dataset.genres import GENRES as GENRES
 
 # ml-1m's users.dat stores occupations as codes; these are the names its README gives them.
 ML1M_OCCUPATIONS: tuple[str, ...] = (

@@ -10,29 +10,20 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+
+from mlops.cli_common import JsonOpt, err, fail
 
 app = typer.Typer(
     help="Features: the one definition, its Feast repo (local) and its SageMaker Feature Store export.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name, e.g. ml-100k or ml-1m.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 
 def _log(message: str) -> None:
     """Progress goes to stderr, so stdout stays one JSON object."""
     err.print(f"[dim]features:[/dim] {message}", highlight=False)
-
-
-def _fail(message: str, as_json: bool) -> typer.Exit:
-    """Report an error (also as JSON on stdout when asked) and return the exit to raise."""
-    if as_json:
-        typer.echo(json.dumps({"ok": False, "error": message}))
-    err.print(f"error: {message}", style="red", highlight=False, markup=False)
-    return typer.Exit(1)
 
 
 @contextlib.contextmanager
@@ -65,7 +56,7 @@ def build(
         with _feast_quiet_stdout(f"building the Feast repo for {dataset}"):
             report = feast_repo.build(dataset, every_days=every_days, log=_log)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), as_json) from None
+        raise fail(str(e), as_json) from None
     out = report.as_dict()
     if as_json:
         typer.echo(json.dumps(out))
@@ -100,7 +91,7 @@ def materialize(dataset: DatasetOpt = "ml-100k", as_json: JsonOpt = False) -> No
         with _feast_quiet_stdout(f"materializing {dataset}"):
             out = feast_repo.materialize(dataset, log=_log)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e), as_json) from None
+        raise fail(str(e), as_json) from None
     if as_json:
         typer.echo(json.dumps(out))
     else:
@@ -120,7 +111,7 @@ def show(
 ) -> None:
     """Print one user's (or movie's) features from the online store."""
     if (user_id is None) == (movie_id is None):
-        raise _fail("give exactly one of --user-id N or --movie-id N", as_json)
+        raise fail("give exactly one of --user-id N or --movie-id N", as_json)
     from features.online import FeastOnlineReader, UnknownEntityError
 
     view, key_name, key = (
@@ -135,7 +126,7 @@ def show(
             values = reader.features(view, key)
         manifest = reader.repo.manifest()
     except (FileNotFoundError, UnknownEntityError) as e:
-        raise _fail(str(e), as_json) from None
+        raise fail(str(e), as_json) from None
     out = {
         "dataset": dataset,
         "view": view,

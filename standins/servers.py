@@ -1,31 +1,37 @@
-"""The local stand-ins: a moto server (AWS), an MLflow tracking server and a Feast feature server.
+"""The stand-in servers: moto (AWS), an MLflow tracking server and Feast's feature server.
 
-Each runs as a child process in its own process group; its pid, port and log are recorded in a
-state file under `mlops.paths.state_dir()` so `make demo-down` can stop what `make demo` started.
+Each runs as a child process in its own process group. `record=True` notes its pid, port and log in
+a state file under `dataset.paths.state_dir()`, so `make demo-down` can stop what `make demo` started;
+a job that owns its server for its own duration (`mlflow_server`) starts it unrecorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops.paths import state_dir
+from dataset.paths import state_dir
+from standins import StandInError
+from standins.docker import docker_bridge_ip
+from standins.ports import free_port
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Credentials moto accepts; never real ones.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-class StandInError(RuntimeError):
-    """A stand-in could not start or answer."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +48,6 @@ class Service:
     def url(self) -> str:
         """Its base URL."""
         return f"http://{self.host}:{self.port}"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _state_file() -> Path:
@@ -77,7 +76,7 @@ def alive(service: Service) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     try:
-        urllib.request.urlopen(service.url, timeout=2)  # noqa: S310 (http on 127.0.0.1 only)
+        urllib.request.urlopen(service.url, timeout=2)  # noqa: S310 (http on a local address only)
     except urllib.error.HTTPError:
         return True
     except OSError:
@@ -109,10 +108,11 @@ def _spawn(
     timeout: float,
     host: str = "127.0.0.1",
     env: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> Service:
-    logs = state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
+    if log is None:
+        log = state_dir() / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as handle:
         process = subprocess.Popen(
             command,
@@ -137,10 +137,21 @@ def start_moto(port: int | None = None, *, record: bool = True) -> Service:
     return service
 
 
-def start_mlflow(port: int | None = None, *, host: str = "127.0.0.1", record: bool = True) -> Service:
-    """Start an MLflow tracking server on `host` (a local address), its store under the state dir."""
-    port = port or free_port()
-    store = state_dir() / "mlflow"
+def start_mlflow(
+    port: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+    record: bool = True,
+    store: Path | None = None,
+    timeout: float = 300,
+) -> Service:
+    """Start an MLflow tracking server on `host` (a local address) over a SQLite store.
+
+    The store (default `mlflow/` under the state dir) holds `mlflow.db` and the served artifacts;
+    an unrecorded server logs to `server.log` in it, a recorded one under the state dir's logs.
+    """
+    port = port or free_port(host)
+    store = (store or state_dir() / "mlflow").resolve()
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [
@@ -149,23 +160,41 @@ def start_mlflow(port: int | None = None, *, host: str = "127.0.0.1", record: bo
         "--allowed-hosts", ",".join(f"{h},{h}:{port}" for h in sorted({host, "127.0.0.1", "localhost"})),
         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
         "--artifacts-destination", str(store / "artifacts"),
+        "--serve-artifacts",
         "--workers", "1",
     ]  # fmt: skip
     # No job execution: it forks huey consumers in their own sessions (outliving a process-group
     # stop) and slows start-up; tracking runs and the UI do not need it.
     service = _spawn(
-        "mlflow", command, port, timeout=300, host=host, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        "mlflow",
+        command,
+        port,
+        timeout=timeout,
+        host=host,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        log=None if record else store / "server.log",
     )
     if record:
         _record({**recorded(), "mlflow": service})
     return service
 
 
+@contextmanager
+def mlflow_server(store: Path, host: str, port: int | None = None) -> Iterator[str]:
+    """Run an unrecorded MLflow server over `store` for the block's duration; yield its URI."""
+    # A cold start on a busy 2-core machine has taken minutes.
+    service = start_mlflow(port, host=host, record=False, store=store, timeout=600)
+    try:
+        yield service.url
+    finally:
+        stop(service)
+
+
 def start_feast(
     repo_path: Path, *, host: str = "127.0.0.1", port: int | None = None, record: bool = True
 ) -> Service:
     """Start Feast's feature server (`feast serve`) on a built repo; Prepare pushes features to it."""
-    port = port or free_port()
+    port = port or free_port(host)
     feast = Path(sys.executable).with_name("feast")
     command = [str(feast), "-c", str(repo_path), "serve", "-h", host, "-p", str(port), "--workers", "1"]
     # Start-up loads Feast and the registry: tens of seconds on a busy 2-core machine.
@@ -175,29 +204,15 @@ def start_feast(
     return service
 
 
-def docker_bridge_ip() -> str:
-    """The host's address on Docker's default bridge: local-mode containers reach the host there."""
-    done = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    address = done.stdout.strip()
-    if done.returncode == 0 and address and address != "<no value>":
-        return address
-    # The engine leaves Gateway out of IPAM when it picked it itself; docker0 carries it then.
-    shown = subprocess.run(
-        ["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=False
-    )
-    for word in shown.stdout.split():
-        if "/" in word and word.count(".") == 3:
-            return word.split("/")[0]
-    raise StandInError(
-        f"cannot find the host's address on Docker's bridge (inspect: {done.stderr.strip() or address!r}, "
-        f"ip: {shown.stderr.strip() or shown.stdout.strip()!r}); containers reach the host there. "
-        "Is the Docker engine running (`make docker`)?"
-    )
+def start_feast_server(dataset: str, console: Console) -> Service:
+    """Build the dataset's Feast repo if needed and start `feast serve` where containers reach it."""
+    from features.feast_repo import ensure_built
+
+    with console.status(f"Feast repo and feature server for {dataset}"):
+        repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))
+        server = start_feast(repo.path, host=docker_bridge_ip())
+    console.print(f"Feast feature server {server.url} (Prepare pushes features there)")
+    return server
 
 
 def stop(service: Service) -> bool:
@@ -208,6 +223,9 @@ def stop(service: Service) -> bool:
         return False
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        # A server this process started lingers as a zombie, still in its group, until reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(service.pid, os.WNOHANG)
         try:
             os.killpg(service.pid, 0)
         except ProcessLookupError:

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops import paths
-from mlops.data.schema import TABLE_SCHEMAS, dataset_spec
-from mlops.data.versioning import dir_md5
+from dataset import paths
+from dataset.schema import TABLE_SCHEMAS, dataset_spec
+from dataset.versioning import dir_md5
 
 TABLE_NAMES = ("ratings", "movies", "users")
 

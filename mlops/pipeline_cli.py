@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from mlops.cli_common import JsonOpt, parse_params
+
 app = typer.Typer(
     name="pipeline",
     help="The SageMaker training pipeline: definition, local run, AWS upsert/start/status.",
@@ -21,7 +23,6 @@ SettingsOption = Annotated[
     Path | None,
     typer.Option("--settings", help="JSON file of PipelineSettings fields (see docs/pipeline.md)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 
 def _settings(path: Path | None, **overrides: object) -> Any:
@@ -58,7 +59,7 @@ def definition(
 
 
 @app.command()
-def upsert(settings: SettingsOption = None, as_json: JsonOption = False) -> None:
+def upsert(settings: SettingsOption = None, as_json: JsonOpt = False) -> None:
     """Create or update the pipeline in SageMaker (AWS_ENDPOINT_URL points it at a moto server)."""
     from pipelines import control
     from pipelines.definition import definition_json
@@ -82,19 +83,13 @@ def start(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Parameter override NAME=VALUE (repeatable).")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Start an execution of the upserted pipeline."""
     from pipelines import control
 
     s = _settings(settings)
-    overrides: dict[str, str] = {}
-    for item in param or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            _err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE (e.g. --param MaxRmse=0.95)")
-            raise typer.Exit(2)
-        overrides[name] = value
+    overrides = parse_params(param)
     try:
         arn = control.start(control.sagemaker_client(s), s, overrides)
     except ValueError as error:
@@ -109,7 +104,7 @@ def status(
     execution_arn: Annotated[
         str | None, typer.Option("--execution-arn", help="Default: the pipeline's latest execution.")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show an execution's status (and its steps where the service lists them)."""
     from pipelines import control
@@ -136,7 +131,7 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Parameter override NAME=VALUE (repeatable).")
     ] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the pipeline: `--local` runs it in Docker and registers into the moto server's registry."""
     if not local:
@@ -147,13 +142,7 @@ def run(
         raise typer.Exit(2)
     from pipelines.local import LocalRunError, run_local
 
-    overrides: dict[str, str] = {}
-    for item in param or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            _err.print(f"[red]error:[/red] --param {item!r} is not NAME=VALUE")
-            raise typer.Exit(2)
-        overrides[name] = value
+    overrides = parse_params(param)
     try:
         result = run_local(
             dataset=dataset, settings_path=settings, parameter_overrides=overrides, console=_err

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops.data import recbole
-from mlops.data.schema import DatasetSpec
+from dataset import recbole
+from dataset.schema import DatasetSpec
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlops import paths
+from dataset import paths
 
 _CHUNK = 1 << 20
 

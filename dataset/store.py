@@ -10,12 +10,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlops import paths
-from mlops.data import versioning
-from mlops.data.schema import DatasetSpec, dataset_spec
-from mlops.data.sources import GROUPLENS_URL, HTTP_TIMEOUT_S, Log, RawData, obtain
-from mlops.data.tables import TABLE_NAMES, raw_dir, tables_dir, write_table
-from mlops.data.validate import REASONS, Validation, validate_dataset
+from dataset import paths, versioning
+from dataset.schema import DatasetSpec, dataset_spec
+from dataset.sources import GROUPLENS_URL, HTTP_TIMEOUT_S, Log, RawData, obtain
+from dataset.tables import TABLE_NAMES, raw_dir, tables_dir, write_table
+from dataset.validate import REASONS, Validation, validate_dataset
 
 SOURCE_FILE = "SOURCE.json"
 REPORT_FILE = "validation.json"

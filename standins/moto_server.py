@@ -1,24 +1,15 @@
 """A moto server on 127.0.0.1 whose CloudFormation creates every resource type this project deploys.
 
-Run: `python -m infra.local.moto_server [--port N]`; prints `READY <port>` on stdout once it listens.
+Run: `python -m standins.moto_server [--port N]`; prints `READY <port>` on stdout once it listens.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
-from infra.local.cfn_handlers import register
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        assert isinstance(port, int)
-        return port
+from standins.cfn_handlers import register
+from standins.ports import free_port
 
 
 def main() -> None:

@@ -7,18 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from mlops import paths
-from mlops.data import store, versioning
-from mlops.data.schema import DATASETS, dataset_spec
-from mlops.data.sources import SourceError
+from dataset import paths, store, versioning
+from dataset.schema import DATASETS, dataset_spec
+from dataset.sources import SourceError
+from mlops.cli_common import JsonOpt, err, fail
 
 app = typer.Typer(help="MovieLens data: fetch, validate, version (DVC).", no_args_is_help=True)
-err = Console(stderr=True)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help=f"One of {', '.join(DATASETS)}.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 
 def _log(message: str) -> None:
@@ -32,14 +29,6 @@ def _check_dataset(dataset: str) -> None:
         dataset_spec(dataset)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--dataset") from None
-
-
-def _fail(message: str, as_json: bool, extra: dict[str, Any] | None = None) -> typer.Exit:
-    """Report an error (as JSON on stdout when asked) and return the exit to raise."""
-    if as_json:
-        typer.echo(json.dumps({"ok": False, "error": message, **(extra or {})}))
-    err.print(f"error: {message}", style="red", highlight=False, markup=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -85,7 +74,7 @@ def fetch(
                 log=_log,
             )
     except (SourceError, store.DataError, versioning.VersioningError, ValueError, OSError) as e:
-        raise _fail(str(e), as_json, {"dataset": dataset}) from None
+        raise fail(str(e), as_json, {"dataset": dataset}) from None
     out = {
         "dataset": dataset,
         "skipped": result.skipped,
@@ -116,7 +105,7 @@ def validate(
         with err.status(f"validating {dataset}", spinner="dots"):
             report = store.validate(dataset, policy=policy)
     except (store.DataError, OSError) as e:
-        raise _fail(str(e), as_json, {"dataset": dataset}) from None
+        raise fail(str(e), as_json, {"dataset": dataset}) from None
     if as_json:
         typer.echo(json.dumps(report))
     else:
@@ -144,13 +133,13 @@ def validate(
 @app.command()
 def version(dataset: DatasetOpt) -> None:
     """Print the dataset version (DVC's md5 of the raw directory)."""
-    from mlops.data.tables import dataset_version
+    from dataset.tables import dataset_version
 
     _check_dataset(dataset)
     try:
         typer.echo(dataset_version(dataset))
     except FileNotFoundError as e:
-        raise _fail(str(e), False) from None
+        raise fail(str(e), False) from None
 
 
 def _datasets(dataset: str | None) -> list[str]:
@@ -173,7 +162,7 @@ def push(
         with err.status("dvc push", spinner="dots"):
             count = versioning.push(names, remote)
     except versioning.VersioningError as e:
-        raise _fail(str(e), as_json) from None
+        raise fail(str(e), as_json) from None
     out = {"datasets": names, "remote": remote, "pushed": count}
     typer.echo(json.dumps(out) if as_json else f"pushed {count} files to {remote or 'the default remote'}")
 
@@ -190,7 +179,7 @@ def pull(
         with err.status("dvc pull", spinner="dots"):
             count = versioning.pull(names, remote)
     except versioning.VersioningError as e:
-        raise _fail(str(e), as_json) from None
+        raise fail(str(e), as_json) from None
     out = {"datasets": names, "remote": remote, "fetched": count}
     typer.echo(json.dumps(out) if as_json else f"fetched {count} files from {remote or 'the default remote'}")
 
@@ -208,5 +197,5 @@ def remote(
     try:
         path: Path = versioning.set_remote(name, url, endpoint_url=endpoint_url, default=default)
     except versioning.VersioningError as e:
-        raise _fail(str(e), False) from None
+        raise fail(str(e), False) from None
     typer.echo(f"remote {name} -> {url} written to {path}")
