@@ -178,13 +178,13 @@ def test_a_change_to_the_model_dir_contract_changes_the_code_version(tmp_path: P
     """Evaluate and training run modeldir in the ML image: editing it must not reuse an old model."""
     import subprocess
 
-    from mlops import paths
-    from pipelines.local import code_version
+    from pipelines.local import keys
+    from pipelines.local.keys import code_version
 
     (tmp_path / "modeldir").mkdir()
     (tmp_path / "modeldir" / "score.py").write_text("SCALE = 1\n")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    monkeypatch.setattr(keys, "ROOT", tmp_path)
     before = code_version()
     (tmp_path / "modeldir" / "score.py").write_text("SCALE = 2\n")
     assert code_version() != before
