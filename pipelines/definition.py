@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.settings import PipelineSettings
+from pipelines.settings import PIPELINE_HYPERPARAMETERS, PipelineSettings
 
 # The SDK makes boto clients at import time and validates roles with IAM unless told not to.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -234,7 +234,12 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
         return prepare.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
     # Train: the ML image's training entry point, on the channels of contract section 5.
-    hyperparameters: dict[str, Any] = dict(settings.hyperparameters)
+    # Every model hyperparameter, spelt out, so the definition shows exactly what the job trains.
+    hyperparameters: dict[str, Any] = {
+        key: value
+        for key, value in settings.hyperparameters.to_sagemaker().items()
+        if key not in PIPELINE_HYPERPARAMETERS
+    }
     hyperparameters.update(dataset=params.dataset, dataset_version=params.dataset_version)
     environment: dict[str, Any] = {"MLOPS_GIT_COMMIT": params.git_commit}
     if settings.mlflow_tracking_uri:

@@ -6,9 +6,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from training.hyperparameters import Hyperparameters
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+# Hyperparameters the Train step takes from pipeline parameters, never from the settings.
+PIPELINE_HYPERPARAMETERS = ("dataset", "dataset_version")
 
 # A CloudFormation substitution such as "${RoleArn}": the infra stack builds the definition with
 # these in place of values it only knows at deploy time, and Fn::Sub resolves them.
@@ -65,7 +69,9 @@ class PipelineSettings(BaseModel):
     user_feature_group: str = "mlops-movielens-user-features"
     movie_feature_group: str = "mlops-movielens-movie-features"
     mlflow_tracking_uri: str = ""
-    hyperparameters: dict[str, str] = Field(default_factory=lambda: {"epochs": "10", "seed": "42"})
+    # The model itself, not SageMaker's string map: a misspelt name fails here, and what is not given
+    # is training's benchmarked default. definition.py serialises it when it builds the Train step.
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     split_seed: int = 42
     cache_expire_after: str = "P30D"
 
@@ -136,14 +142,19 @@ class PipelineSettings(BaseModel):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _hyperparameters(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = {"dataset", "dataset_version"} & value.keys()
+    def _hyperparameters(cls, value: Hyperparameters) -> Hyperparameters:
+        reserved = sorted(set(PIPELINE_HYPERPARAMETERS) & value.model_fields_set)
         if reserved:
             raise ValueError(
-                f"hyperparameters {sorted(reserved)} are set by the pipeline from its DatasetName and "
+                f"hyperparameters {reserved} are set by the pipeline from its DatasetName and "
                 "DatasetVersion parameters; remove them from the settings"
             )
-        return dict(sorted(value.items()))
+        return value
+
+    @field_serializer("hyperparameters")
+    def _dump_hyperparameters(self, value: Hyperparameters) -> dict[str, object]:
+        # Without the pipeline's own keys a dump validates back into the same settings.
+        return value.model_dump(exclude=set(PIPELINE_HYPERPARAMETERS))
 
     @model_validator(mode="after")
     def _local_consistency(self) -> PipelineSettings:
