@@ -55,9 +55,9 @@ class PipelineSettings(BaseModel):
     dataset_version: str = "unversioned"
     git_commit: str = "unknown"
     processing_instance_type: str = "ml.m5.xlarge"
-    processing_instance_count: int = Field(1, ge=1, le=1)
+    processing_instance_count: int = Field(default=1, ge=1, le=1)
     training_instance_type: str = "ml.m5.xlarge"
-    training_instance_count: int = Field(1, ge=1, le=16)
+    training_instance_count: int = Field(default=1, ge=1, le=16)
     inference_instance_type: str = "ml.m5.large"
     thresholds: Thresholds = Field(default_factory=lambda: Thresholds.model_validate({}))
     approval_status: str = "PendingManualApproval"
