@@ -12,13 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from mlops.data.dataset_names import DatasetName
+
 app = typer.Typer(
     help="Features: the one definition, its Feast repo (local) and its SageMaker Feature Store export.",
     no_args_is_help=True,
 )
 err = Console(stderr=True)
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name, e.g. ml-100k or ml-1m.")]
+DatasetOpt = Annotated[DatasetName, typer.Option("--dataset", "-d", help="The dataset.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 
 
@@ -51,7 +53,7 @@ def _jsonable(value: Any) -> Any:
 
 @app.command()
 def build(
-    dataset: DatasetOpt = "ml-100k",
+    dataset: DatasetOpt = DatasetName.ML_100K,
     every_days: Annotated[
         int,
         typer.Option(min=1, help="Days between offline snapshots (each snapshot: every entity as of then)."),
@@ -77,7 +79,7 @@ def build(
 
 
 @app.command()
-def materialize(dataset: DatasetOpt = "ml-100k", as_json: JsonOpt = False) -> None:
+def materialize(dataset: DatasetOpt = DatasetName.ML_100K, as_json: JsonOpt = False) -> None:
     """Load the latest features into the SQLite online store (builds the repo first if needed)."""
     from features import feast_repo
     from features.definition import DEFINITION_VERSION
@@ -115,7 +117,7 @@ def show(
     movie_id: Annotated[
         int | None, typer.Option("--movie-id", help="Show this movie's online features.")
     ] = None,
-    dataset: DatasetOpt = "ml-100k",
+    dataset: DatasetOpt = DatasetName.ML_100K,
     as_json: JsonOpt = False,
 ) -> None:
     """Print one user's (or movie's) features from the online store."""

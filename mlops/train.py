@@ -20,6 +20,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from mlops.data.dataset_names import DatasetName
 from mlops.paths import state_dir
 from mlops.standins import docker_bridge_ip
 
@@ -207,7 +208,9 @@ def _prune_exited_containers(image: str) -> None:
 
 @app.command("local")
 def train_local(
-    dataset: Annotated[str, typer.Option(help="Dataset fetched by `mlops data fetch`.")] = "ml-100k",
+    dataset: Annotated[DatasetName, typer.Option(help="Dataset fetched by `mlops data fetch`.")] = (
+        DatasetName.ML_100K
+    ),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
     image: Annotated[str, typer.Option(help="Training image.")] = TRAINING_IMAGE,
     tracking_uri: Annotated[

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.settings import PIPELINE_HYPERPARAMETERS, PipelineSettings
+from mlops.data.dataset_names import DatasetName
+from pipelines.settings import APPROVAL_STATUSES, PIPELINE_HYPERPARAMETERS, PipelineSettings
 
 # The SDK makes boto clients at import time and validates roles with IAM unless told not to.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -67,7 +68,7 @@ def parameters(settings: PipelineSettings) -> Parameters:
     return Parameters(
         input_data_uri=ParameterString("InputDataUri", default_value=settings.default_input_uri),
         dataset=ParameterString(
-            "DatasetName", default_value=settings.dataset, enum_values=["ml-100k", "ml-1m"]
+            "DatasetName", default_value=settings.dataset.value, enum_values=DatasetName.values()
         ),
         dataset_version=ParameterString("DatasetVersion", default_value=settings.dataset_version),
         git_commit=ParameterString("GitCommit", default_value=settings.git_commit),
@@ -90,7 +91,7 @@ def parameters(settings: PipelineSettings) -> Parameters:
         approval_status=ParameterString(
             "ModelApprovalStatus",
             default_value=settings.approval_status,
-            enum_values=["PendingManualApproval", "Approved", "Rejected"],
+            enum_values=list(APPROVAL_STATUSES),
         ),
     )
 

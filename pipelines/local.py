@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
+from mlops.data.dataset_names import DatasetName
 from pipelines.settings import PipelineSettings, load_settings
 
 LOCAL_BUCKET = "mlops-local"
@@ -295,7 +296,7 @@ class ContainerLog(io.TextIOBase):
 
 def run_local(
     *,
-    dataset: str = "ml-100k",
+    dataset: str = DatasetName.ML_100K,
     settings_path: Path | None = None,
     parameter_overrides: dict[str, str] | None = None,
     console: Console | None = None,
@@ -314,12 +315,13 @@ def run_local(
 
     from mlops.data.tables import raw_dir
     from mlops.data.versioning import dir_md5
-    from pipelines import definition, registry
+    from pipelines import control, definition, registry
 
     console = console or Console(stderr=True)
     _require_aws_endpoint()
     base = load_settings(settings_path) if settings_path else None
     settings = local_settings(base, dataset=dataset, **(settings_overrides or {}))
+    control.check_parameters(definition.parameters(settings).all(), parameter_overrides or {})
     timings: dict[str, float] = {}
     started = time.monotonic()
 

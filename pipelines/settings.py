@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
+from mlops.data.dataset_names import DatasetName
 from training.hyperparameters import Hyperparameters
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
@@ -50,7 +51,7 @@ class PipelineSettings(BaseModel):
     training_image_uri: str = "mlops-training:latest"
     serving_image_uri: str = "mlops-serving:latest"
     model_package_group_name: str = "mlops-movielens"
-    dataset: Literal["ml-100k", "ml-1m"] = "ml-100k"
+    dataset: DatasetName = DatasetName.ML_100K
     input_data_uri: str = ""
     dataset_version: str = "unversioned"
     git_commit: str = "unknown"
