@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from infra.settings import EnvironmentSettings
@@ -74,9 +73,7 @@ def pipeline_settings(settings: EnvironmentSettings, values: DeployValues) -> Pi
 
 def definition_body(settings: EnvironmentSettings, values: DeployValues) -> str:
     """The pipeline definition JSON the pipeline room's builder makes for these values."""
-    # The SDK's ModelTrainer asks IAM to simulate the role unless told not to; synth makes no AWS call.
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
-    os.environ.setdefault("AWS_DEFAULT_REGION", settings.region)
+    # The builder sets the SDK up itself (pipelines.sdk): synth makes no AWS call.
     from pipelines.definition import definition_json
 
     return definition_json(pipeline_settings(settings, values))

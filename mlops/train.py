@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,11 +22,14 @@ from rich.console import Console
 from mlops.data.dataset_names import DatasetName
 from mlops.paths import state_dir
 from mlops.standins import docker_bridge_ip
+from pipelines.sdk import configure_sdk
 
 app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=True)
 
 TRAINING_IMAGE = "mlops-training:latest"
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlops-local-training"
+# Local mode makes no AWS call; the SDK still wants a region to build its clients.
+LOCAL_REGION = "us-east-1"
 
 
 class LocalTrainingError(RuntimeError):
@@ -141,8 +143,7 @@ def run_local_job(
     instance_count: int = 1,
 ) -> LocalJob:
     """Run a SageMaker local-mode training job (ModelTrainer, LOCAL_CONTAINER) and unpack its model."""
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    configure_sdk(LOCAL_REGION)
     from sagemaker.core.training.configs import Compute, InputData
     from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode

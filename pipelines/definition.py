@@ -7,16 +7,12 @@ nothing is uploaded and two builds give byte-identical JSON.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from mlops.data.dataset_names import DatasetName
+from pipelines.sdk import configure_sdk
 from pipelines.settings import APPROVAL_STATUSES, PIPELINE_HYPERPARAMETERS, PipelineSettings
-
-# The SDK makes boto clients at import time and validates roles with IAM unless told not to.
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
 
 PREPARE = "Prepare"
 TRAIN = "Train"
@@ -63,6 +59,7 @@ class Parameters:
 
 def parameters(settings: PipelineSettings) -> Parameters:
     """The pipeline parameters, with the settings' values as defaults."""
+    configure_sdk(settings.region)
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 
     return Parameters(
@@ -98,6 +95,7 @@ def parameters(settings: PipelineSettings) -> Parameters:
 
 def offline_session(settings: PipelineSettings) -> Any:
     """A PipelineSession that captures step arguments and never calls AWS."""
+    sdk_config = configure_sdk(settings.region)
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
@@ -113,7 +111,9 @@ def offline_session(settings: PipelineSettings) -> Any:
         aws_access_key_id="offline",
         aws_secret_access_key="offline",  # noqa: S106
     )
-    return _OfflinePipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+    return _OfflinePipelineSession(
+        boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=sdk_config
+    )
 
 
 def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> Any:
@@ -172,6 +172,7 @@ def _processor(settings: PipelineSettings, params: Parameters, session: Any, ste
 
 def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, register: bool = True) -> Any:
     """Build the Pipeline. `register=False` leaves out the ModelStep (local mode cannot run it)."""
+    configure_sdk(settings.region)
     from sagemaker.core.workflow.conditions import (
         ConditionGreaterThan,
         ConditionGreaterThanOrEqualTo,

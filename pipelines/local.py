@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from mlops.data.dataset_names import DatasetName
+from pipelines.sdk import configure_sdk, endpoint_url
 from pipelines.settings import PipelineSettings, load_settings
 
 LOCAL_BUCKET = "mlops-local"
@@ -169,8 +170,8 @@ def settings_version(settings: PipelineSettings) -> str:
 
 
 def _require_aws_endpoint() -> str:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-    if not endpoint:
+    endpoint = endpoint_url()
+    if endpoint is None:
         raise LocalRunError(
             "AWS_ENDPOINT_URL is not set: a local run keeps S3 and the model registry on a moto server. "
             "Start one (`make demo` does, or `python -m moto.server -H 127.0.0.1 -p PORT`) and export "
@@ -181,6 +182,8 @@ def _require_aws_endpoint() -> str:
 
 def make_session(settings: PipelineSettings, labels: dict[str, str] | None = None) -> Any:
     """A local pipeline session that captures step arguments like a PipelineSession."""
+    sdk_config = configure_sdk(settings.region)
+    endpoint = _require_aws_endpoint()
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.mlops.local import LocalPipelineSession
@@ -194,7 +197,8 @@ def make_session(settings: PipelineSettings, labels: dict[str, str] | None = Non
     session = LocalRunSession(
         boto_session=boto3.Session(region_name=settings.region),
         default_bucket=settings.bucket,
-        s3_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        s3_endpoint_url=endpoint,
+        sagemaker_config=sdk_config,
     )
     host_user(session, labels)
     # Pipeline.create/start call these on the session's client; the local client lacks them.
