@@ -231,7 +231,8 @@ def train_local(
     run_dir = state_dir() / "local-training" / time.strftime("%Y%m%d-%H%M%S")
     with console.status("writing channels"):
         channels = write_channels(tables.ratings, tables.movies, tables.users, run_dir / "channels")
-    hp = {"epochs": str(epochs), "dataset": dataset, "dataset_version": dataset_version(dataset)}
+    # Plain strings: the SDK's local mode checks types exactly and would refuse the enum member.
+    hp = {"epochs": str(epochs), "dataset": dataset.value, "dataset_version": dataset_version(dataset)}
     env = {"MLOPS_GIT_COMMIT": _git_commit()}
 
     def go(uri: str) -> LocalJob:

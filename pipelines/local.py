@@ -298,6 +298,24 @@ class ContainerLog(io.TextIOBase):
         self.sink.flush()
 
 
+def execution_parameters(
+    settings: PipelineSettings,
+    input_uri: str,
+    version: str,
+    commit: str,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """A local execution's parameters, every value a plain str (local mode refuses str subclasses)."""
+    parameters = {
+        "InputDataUri": input_uri,
+        "DatasetName": settings.dataset.value,
+        "DatasetVersion": version,
+        "GitCommit": commit,
+    }
+    parameters.update(overrides or {})
+    return parameters
+
+
 def run_local(
     *,
     dataset: str = DatasetName.ML_100K,
@@ -326,6 +344,7 @@ def run_local(
     base = load_settings(settings_path) if settings_path else None
     settings = local_settings(base, dataset=dataset, **(settings_overrides or {}))
     control.check_parameters(definition.parameters(settings).all(), parameter_overrides or {})
+    dataset = settings.dataset.value
     timings: dict[str, float] = {}
     started = time.monotonic()
 
@@ -366,13 +385,7 @@ def run_local(
 
     _ensure_bucket(s3, settings.bucket)
     input_uri = upload_raw(s3, settings.bucket, raw, f"raw/{dataset}/{version}")
-    parameters = {
-        "InputDataUri": input_uri,
-        "DatasetName": dataset,
-        "DatasetVersion": version,
-        "GitCommit": commit,
-    }
-    parameters.update(parameter_overrides or {})
+    parameters = execution_parameters(settings, input_uri, version, commit, parameter_overrides)
 
     labels = {**(container_labels or {}), RUN_LABEL: uuid.uuid4().hex}
     feast_server = None

@@ -58,3 +58,13 @@ def test_the_local_run_cli_refuses_an_unknown_dataset() -> None:
 
     result = CliRunner().invoke(app, ["run", "--local", "--dataset", "ml-10m"])
     assert result.exit_code == 2 and "ml-10m" in result.output
+
+
+def test_a_local_execution_gets_the_dataset_as_a_plain_string() -> None:
+    from pipelines.local import execution_parameters, local_settings
+
+    # SageMaker local mode checks `type(value) is str` and refuses the enum member itself.
+    settings = local_settings(dataset=DatasetName.ML_1M)
+    parameters = execution_parameters(settings, "s3://b/raw/", "v1", "abc", {"MaxRmse": "0.9"})
+    assert parameters["DatasetName"] == "ml-1m" and parameters["MaxRmse"] == "0.9"
+    assert all(type(value) is str for value in parameters.values())
