@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-# Re-exported: the data layer's callers read the vocabulary from here (docs/contracts.md section 1).
+# Re-exported: the data layer's callers read the vocabulary and the names from here (docs/contracts.md).
+from dataset.dataset_names import DatasetName as DatasetName
 from dataset.genres import GENRES as GENRES
 
 # ml-1m's users.dat stores occupations as codes; these are the names its README gives them.
@@ -102,9 +103,9 @@ class DatasetSpec:
         return {"ratings": self.ratings, "movies": self.movies, "users": self.users}[table]
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "ml-100k": DatasetSpec(
-        name="ml-100k",
+DATASETS: dict[DatasetName, DatasetSpec] = {
+    DatasetName.ML_100K: DatasetSpec(
+        name=DatasetName.ML_100K,
         ratings=RawFile("u.data", "ratings", "\t", 4),
         # id | title | release date | video release date | IMDb URL | 19 genre flags
         movies=RawFile("u.item", "movies", "|", 5 + len(GENRES)),
@@ -114,8 +115,8 @@ DATASETS: dict[str, DatasetSpec] = {
         expected_rated_movies=1_682,
         expected_movies=1_682,
     ),
-    "ml-1m": DatasetSpec(
-        name="ml-1m",
+    DatasetName.ML_1M: DatasetSpec(
+        name=DatasetName.ML_1M,
         ratings=RawFile("ratings.dat", "ratings", "::", 4),
         movies=RawFile("movies.dat", "movies", "::", 3),
         users=RawFile("users.dat", "users", "::", 5),
@@ -130,7 +131,7 @@ DATASETS: dict[str, DatasetSpec] = {
 def dataset_spec(name: str) -> DatasetSpec:
     """The spec of dataset `name`, or a ValueError listing the known ones."""
     try:
-        return DATASETS[name]
-    except KeyError:
-        known = ", ".join(sorted(DATASETS))
+        return DATASETS[DatasetName(name)]
+    except ValueError:
+        known = ", ".join(DatasetName.values())
         raise ValueError(f"unknown dataset {name!r}: choose one of {known}") from None

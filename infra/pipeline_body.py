@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from infra.settings import EnvironmentSettings
+from pipelines.settings import PipelineSettings
 
 # Values only known at deploy time; the definition is built with these placeholders and Fn::Sub fills them.
 # The role is not among them: the SDK resolves a role that is not an ARN through IAM, so the execution role
@@ -49,38 +49,34 @@ def mlflow_tracking_server_arn(settings: EnvironmentSettings) -> str:
     )
 
 
-def pipeline_settings_kwargs(settings: EnvironmentSettings, values: DeployValues) -> dict[str, object]:
-    """The pipeline room's settings for this environment, as keyword arguments."""
-
-    return {
-        "pipeline_name": settings.pipeline_name,
-        "region": settings.region,
-        "role_arn": execution_role_arn(settings),
-        "bucket": values.artifact_bucket,
-        "training_image_uri": values.training_image,
-        "serving_image_uri": values.serving_image,
-        "model_package_group_name": settings.model_package_group_name,
-        "processing_instance_type": settings.processing_instance_type,
-        "training_instance_type": settings.training_instance_type,
-        "training_instance_count": settings.training_instance_count,
-        "inference_instance_type": settings.endpoint_instance_type,
-        "feature_store": "sagemaker",
-        "user_feature_group": settings.feature_group_name("user_features"),
-        "movie_feature_group": settings.feature_group_name("movie_features"),
+def pipeline_settings(settings: EnvironmentSettings, values: DeployValues) -> PipelineSettings:
+    """The pipeline room's typed settings for this environment (hyperparameters: training's defaults)."""
+    return PipelineSettings(
+        pipeline_name=settings.pipeline_name,
+        region=settings.region,
+        role_arn=execution_role_arn(settings),
+        bucket=values.artifact_bucket,
+        training_image_uri=values.training_image,
+        serving_image_uri=values.serving_image,
+        model_package_group_name=settings.model_package_group_name,
+        processing_instance_type=settings.processing_instance_type,
+        training_instance_type=settings.training_instance_type,
+        training_instance_count=settings.training_instance_count,
+        inference_instance_type=settings.endpoint_instance_type,
+        feature_store="sagemaker",
+        user_feature_group=settings.feature_group_name("user_features"),
+        movie_feature_group=settings.feature_group_name("movie_features"),
         # Without a managed server, training tracks to a local store inside the job (training.tracking).
-        "mlflow_tracking_uri": mlflow_tracking_server_arn(settings) if settings.mlflow_enabled else "",
-    }
+        mlflow_tracking_uri=mlflow_tracking_server_arn(settings) if settings.mlflow_enabled else "",
+    )
 
 
 def definition_body(settings: EnvironmentSettings, values: DeployValues) -> str:
     """The pipeline definition JSON the pipeline room's builder makes for these values."""
-    # The SDK's ModelTrainer asks IAM to simulate the role unless told not to; synth makes no AWS call.
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
-    os.environ.setdefault("AWS_DEFAULT_REGION", settings.region)
+    # The builder sets the SDK up itself (pipelines.sdk): synth makes no AWS call.
     from pipelines.definition import definition_json
-    from pipelines.settings import PipelineSettings
 
-    return definition_json(PipelineSettings(**pipeline_settings_kwargs(settings, values)))  # type: ignore[arg-type]
+    return definition_json(pipeline_settings(settings, values))
 
 
 def placeholder_body(settings: EnvironmentSettings) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dataset.dataset_names import DatasetName
 from mlops.cli_common import JsonOpt, err, fail
 
 app = typer.Typer(
@@ -18,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name, e.g. ml-100k or ml-1m.")]
+DatasetOpt = Annotated[DatasetName, typer.Option("--dataset", "-d", help="The dataset.")]
 
 
 def _log(message: str) -> None:
@@ -42,7 +43,7 @@ def _jsonable(value: Any) -> Any:
 
 @app.command()
 def build(
-    dataset: DatasetOpt = "ml-100k",
+    dataset: DatasetOpt = DatasetName.ML_100K,
     every_days: Annotated[
         int,
         typer.Option(min=1, help="Days between offline snapshots (each snapshot: every entity as of then)."),
@@ -68,7 +69,7 @@ def build(
 
 
 @app.command()
-def materialize(dataset: DatasetOpt = "ml-100k", as_json: JsonOpt = False) -> None:
+def materialize(dataset: DatasetOpt = DatasetName.ML_100K, as_json: JsonOpt = False) -> None:
     """Load the latest features into the SQLite online store (builds the repo first if needed)."""
     from features import feast_repo
     from features.definition import DEFINITION_VERSION
@@ -106,7 +107,7 @@ def show(
     movie_id: Annotated[
         int | None, typer.Option("--movie-id", help="Show this movie's online features.")
     ] = None,
-    dataset: DatasetOpt = "ml-100k",
+    dataset: DatasetOpt = DatasetName.ML_100K,
     as_json: JsonOpt = False,
 ) -> None:
     """Print one user's (or movie's) features from the online store."""

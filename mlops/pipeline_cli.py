@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from dataset.dataset_names import DatasetName
 from mlops.cli_common import JsonOpt, parse_params
 
 app = typer.Typer(
@@ -126,7 +127,9 @@ def status(
 @app.command()
 def run(
     local: Annotated[bool, typer.Option("--local", help="Run in Docker with SageMaker local mode.")] = False,
-    dataset: Annotated[str, typer.Option("--dataset", help="ml-100k or ml-1m.")] = "ml-100k",
+    dataset: Annotated[DatasetName, typer.Option("--dataset", help="The dataset to train on.")] = (
+        DatasetName.ML_100K
+    ),
     settings: SettingsOption = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Parameter override NAME=VALUE (repeatable).")

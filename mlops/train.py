@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 import time
 from dataclasses import asdict, dataclass
@@ -14,7 +13,9 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from dataset.dataset_names import DatasetName
 from dataset.paths import state_dir
+from pipelines.sdk import configure_sdk
 from standins.docker import docker_bridge_ip, remove_exited
 from standins.git import git_commit
 from standins.servers import mlflow_server
@@ -24,6 +25,8 @@ app = typer.Typer(help="Run training jobs with the ML image.", no_args_is_help=T
 
 TRAINING_IMAGE = "mlops-training:latest"
 ROLE_ARN = "arn:aws:iam::123456789012:role/mlops-local-training"
+# Local mode makes no AWS call; the SDK still wants a region to build its clients.
+LOCAL_REGION = "us-east-1"
 
 
 class LocalTrainingError(RuntimeError):
@@ -59,8 +62,7 @@ def run_local_job(
     instance_count: int = 1,
 ) -> LocalJob:
     """Run a SageMaker local-mode training job (ModelTrainer, LOCAL_CONTAINER) and unpack its model."""
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    configure_sdk(LOCAL_REGION)
     from sagemaker.core.training.configs import Compute, InputData
     from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode
@@ -115,7 +117,9 @@ def run_local_job(
 
 @app.command("local")
 def train_local(
-    dataset: Annotated[str, typer.Option(help="Dataset fetched by `mlops data fetch`.")] = "ml-100k",
+    dataset: Annotated[DatasetName, typer.Option(help="Dataset fetched by `mlops data fetch`.")] = (
+        DatasetName.ML_100K
+    ),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
     image: Annotated[str, typer.Option(help="Training image.")] = TRAINING_IMAGE,
     tracking_uri: Annotated[
@@ -135,7 +139,8 @@ def train_local(
     run_dir = state_dir() / "local-training" / time.strftime("%Y%m%d-%H%M%S")
     with console.status("writing channels"):
         channels = write_channels(tables.ratings, tables.movies, tables.users, run_dir / "channels")
-    hp = {"epochs": str(epochs), "dataset": dataset, "dataset_version": dataset_version(dataset)}
+    # Plain strings: the SDK's local mode checks types exactly and would refuse the enum member.
+    hp = {"epochs": str(epochs), "dataset": dataset.value, "dataset_version": dataset_version(dataset)}
     env = {"MLOPS_GIT_COMMIT": git_commit()}
 
     def go(uri: str) -> LocalJob:

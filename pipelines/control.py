@@ -58,14 +58,26 @@ def _not_found(error: Exception) -> bool:
     return code == "ResourceNotFound" or "Could not find" in message or "does not exist" in message
 
 
+def check_parameters(declared: list[Any], given: dict[str, str]) -> None:
+    """Refuse an override the pipeline does not declare, or a value outside a parameter's enum."""
+    known = {p.name for p in declared}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown pipeline parameter(s) {unknown}; the pipeline takes {sorted(known)}")
+    for parameter in declared:
+        allowed = getattr(parameter, "enum_values", None)
+        if allowed and parameter.name in given and given[parameter.name] not in allowed:
+            raise ValueError(
+                f"pipeline parameter {parameter.name}={given[parameter.name]!r} is not one of "
+                f"{', '.join(allowed)}"
+            )
+
+
 def start(client: SageMakerClient, settings: PipelineSettings, parameters: dict[str, str]) -> str:
     """Start an execution with the given parameter overrides; return its ARN."""
     from pipelines.definition import parameters as pipeline_parameters
 
-    known = {p.name for p in pipeline_parameters(settings).all()}
-    unknown = sorted(set(parameters) - known)
-    if unknown:
-        raise ValueError(f"unknown pipeline parameter(s) {unknown}; the pipeline takes {sorted(known)}")
+    check_parameters(pipeline_parameters(settings).all(), parameters)
     import uuid
 
     display = f"{settings.pipeline_name}-{parameters.get('DatasetName', settings.dataset)}"

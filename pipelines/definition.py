@@ -7,15 +7,12 @@ nothing is uploaded and two builds give byte-identical JSON.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.settings import PipelineSettings
-
-# The SDK makes boto clients at import time and validates roles with IAM unless told not to.
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+from dataset.dataset_names import DatasetName
+from pipelines.sdk import configure_sdk
+from pipelines.settings import APPROVAL_STATUSES, PIPELINE_HYPERPARAMETERS, PipelineSettings
 
 PREPARE = "Prepare"
 TRAIN = "Train"
@@ -62,12 +59,13 @@ class Parameters:
 
 def parameters(settings: PipelineSettings) -> Parameters:
     """The pipeline parameters, with the settings' values as defaults."""
+    configure_sdk(settings.region)
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 
     return Parameters(
         input_data_uri=ParameterString("InputDataUri", default_value=settings.default_input_uri),
         dataset=ParameterString(
-            "DatasetName", default_value=settings.dataset, enum_values=["ml-100k", "ml-1m"]
+            "DatasetName", default_value=settings.dataset.value, enum_values=DatasetName.values()
         ),
         dataset_version=ParameterString("DatasetVersion", default_value=settings.dataset_version),
         git_commit=ParameterString("GitCommit", default_value=settings.git_commit),
@@ -90,13 +88,14 @@ def parameters(settings: PipelineSettings) -> Parameters:
         approval_status=ParameterString(
             "ModelApprovalStatus",
             default_value=settings.approval_status,
-            enum_values=["PendingManualApproval", "Approved", "Rejected"],
+            enum_values=list(APPROVAL_STATUSES),
         ),
     )
 
 
 def offline_session(settings: PipelineSettings) -> Any:
     """A PipelineSession that captures step arguments and never calls AWS."""
+    sdk_config = configure_sdk(settings.region)
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
@@ -112,7 +111,9 @@ def offline_session(settings: PipelineSettings) -> Any:
         aws_access_key_id="offline",
         aws_secret_access_key="offline",  # noqa: S106
     )
-    return _OfflinePipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+    return _OfflinePipelineSession(
+        boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=sdk_config
+    )
 
 
 def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> Any:
@@ -171,6 +172,7 @@ def _processor(settings: PipelineSettings, params: Parameters, session: Any, ste
 
 def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, register: bool = True) -> Any:
     """Build the Pipeline. `register=False` leaves out the ModelStep (local mode cannot run it)."""
+    configure_sdk(settings.region)
     from sagemaker.core.workflow.conditions import (
         ConditionGreaterThan,
         ConditionGreaterThanOrEqualTo,
@@ -234,7 +236,12 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
         return prepare.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
     # Train: the ML image's training entry point, on the channels of contract section 5.
-    hyperparameters: dict[str, Any] = dict(settings.hyperparameters)
+    # Every model hyperparameter, spelt out, so the definition shows exactly what the job trains.
+    hyperparameters: dict[str, Any] = {
+        key: value
+        for key, value in settings.hyperparameters.to_sagemaker().items()
+        if key not in PIPELINE_HYPERPARAMETERS
+    }
     hyperparameters.update(dataset=params.dataset, dataset_version=params.dataset_version)
     environment: dict[str, Any] = {"MLOPS_GIT_COMMIT": params.git_commit}
     if settings.mlflow_tracking_uri:

@@ -6,9 +6,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from dataset.dataset_names import DatasetName
+from training.hyperparameters import Hyperparameters
 
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+# Hyperparameters the Train step takes from pipeline parameters, never from the settings.
+PIPELINE_HYPERPARAMETERS = ("dataset", "dataset_version")
 
 # A CloudFormation substitution such as "${RoleArn}": the infra stack builds the definition with
 # these in place of values it only knows at deploy time, and Fn::Sub resolves them.
@@ -46,14 +51,14 @@ class PipelineSettings(BaseModel):
     training_image_uri: str = "mlops-training:latest"
     serving_image_uri: str = "mlops-serving:latest"
     model_package_group_name: str = "mlops-movielens"
-    dataset: Literal["ml-100k", "ml-1m"] = "ml-100k"
+    dataset: DatasetName = DatasetName.ML_100K
     input_data_uri: str = ""
     dataset_version: str = "unversioned"
     git_commit: str = "unknown"
     processing_instance_type: str = "ml.m5.xlarge"
-    processing_instance_count: int = Field(1, ge=1, le=1)
+    processing_instance_count: int = Field(default=1, ge=1, le=1)
     training_instance_type: str = "ml.m5.xlarge"
-    training_instance_count: int = Field(1, ge=1, le=16)
+    training_instance_count: int = Field(default=1, ge=1, le=16)
     inference_instance_type: str = "ml.m5.large"
     thresholds: Thresholds = Field(default_factory=lambda: Thresholds.model_validate({}))
     approval_status: str = "PendingManualApproval"
@@ -65,7 +70,9 @@ class PipelineSettings(BaseModel):
     user_feature_group: str = "mlops-movielens-user-features"
     movie_feature_group: str = "mlops-movielens-movie-features"
     mlflow_tracking_uri: str = ""
-    hyperparameters: dict[str, str] = Field(default_factory=lambda: {"epochs": "10", "seed": "42"})
+    # The model itself, not SageMaker's string map: a misspelt name fails here, and what is not given
+    # is training's benchmarked default. definition.py serialises it when it builds the Train step.
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     split_seed: int = 42
     cache_expire_after: str = "P30D"
 
@@ -136,14 +143,19 @@ class PipelineSettings(BaseModel):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _hyperparameters(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = {"dataset", "dataset_version"} & value.keys()
+    def _hyperparameters(cls, value: Hyperparameters) -> Hyperparameters:
+        reserved = sorted(set(PIPELINE_HYPERPARAMETERS) & value.model_fields_set)
         if reserved:
             raise ValueError(
-                f"hyperparameters {sorted(reserved)} are set by the pipeline from its DatasetName and "
+                f"hyperparameters {reserved} are set by the pipeline from its DatasetName and "
                 "DatasetVersion parameters; remove them from the settings"
             )
-        return dict(sorted(value.items()))
+        return value
+
+    @field_serializer("hyperparameters")
+    def _dump_hyperparameters(self, value: Hyperparameters) -> dict[str, object]:
+        # Without the pipeline's own keys a dump validates back into the same settings.
+        return value.model_dump(exclude=set(PIPELINE_HYPERPARAMETERS))
 
     @model_validator(mode="after")
     def _local_consistency(self) -> PipelineSettings:

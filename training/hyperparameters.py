@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class HyperparameterError(ValueError):
@@ -78,6 +78,19 @@ class Hyperparameters(BaseModel):
         min_length=1,
         description="Dataset version (DVC hash), for metadata and lineage.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any) -> Any:
+        # pydantic's own extra="forbid" error names the key but not the valid ones.
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"unknown hyperparameter(s) {', '.join(repr(k) for k in unknown)}; "
+                    f"valid names: {', '.join(cls.allowed_keys())}"
+                )
+        return data
 
     @classmethod
     def allowed_keys(cls) -> list[str]:

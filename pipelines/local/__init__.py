@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pipelines.local.keys import LOCAL_BUCKET, LOCAL_ROLE, code_version, local_settings, settings_version
 from pipelines.local.result import LocalRunError, LocalRunResult, describe_json
-from pipelines.local.run import run_local
+from pipelines.local.run import execution_parameters, run_local
 from pipelines.local.session import RUN_LABEL, host_user, make_session
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "LocalRunResult",
     "code_version",
     "describe_json",
+    "execution_parameters",
     "host_user",
     "local_settings",
     "make_session",

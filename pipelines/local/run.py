@@ -17,7 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
-from pipelines import definition, registry
+from dataset.dataset_names import DatasetName
+from pipelines import control, definition, registry
 from pipelines.local.keys import code_version, local_settings, settings_version
 from pipelines.local.result import LocalRunError, LocalRunResult
 from pipelines.local.session import (
@@ -72,7 +73,7 @@ class Results:
 
 def run_local(
     *,
-    dataset: str = "ml-100k",
+    dataset: str = DatasetName.ML_100K,
     settings_path: Path | None = None,
     parameter_overrides: dict[str, str] | None = None,
     console: Console | None = None,
@@ -87,6 +88,7 @@ def run_local(
     """
     console = console or Console(stderr=True)
     inputs = gather_inputs(dataset, settings_path, settings_overrides)
+    control.check_parameters(definition.parameters(inputs.settings).all(), parameter_overrides or {})
     if reuse:
         reused = find_reusable(inputs, console)
         if reused is not None:
@@ -110,6 +112,7 @@ def gather_inputs(
     require_aws_endpoint()
     base = load_settings(settings_path) if settings_path else None
     settings = local_settings(base, dataset=dataset, **(settings_overrides or {}))
+    dataset = settings.dataset.value
     raw = raw_dir(dataset)
     if not raw.is_dir():
         raise LocalRunError(f"{raw} does not exist: run `mlops data fetch --dataset {dataset}` first")
@@ -157,18 +160,32 @@ def find_reusable(inputs: Inputs, console: Console) -> LocalRunResult | None:
     )
 
 
+def execution_parameters(
+    settings: PipelineSettings,
+    input_uri: str,
+    version: str,
+    commit: str,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """A local execution's parameters, every value a plain str (local mode refuses str subclasses)."""
+    parameters = {
+        "InputDataUri": input_uri,
+        "DatasetName": settings.dataset.value,
+        "DatasetVersion": version,
+        "GitCommit": commit,
+    }
+    parameters.update(overrides or {})
+    return parameters
+
+
 def upload_inputs(inputs: Inputs, parameter_overrides: dict[str, str] | None) -> dict[str, str]:
     """Put the raw files on moto's S3 and return the execution's parameters."""
     _ensure_bucket(inputs.s3, inputs.settings.bucket)
     prefix = f"raw/{inputs.dataset}/{inputs.version}"
-    parameters = {
-        "InputDataUri": upload_raw(inputs.s3, inputs.settings.bucket, inputs.raw, prefix),
-        "DatasetName": inputs.dataset,
-        "DatasetVersion": inputs.version,
-        "GitCommit": inputs.commit,
-    }
-    parameters.update(parameter_overrides or {})
-    return parameters
+    input_uri = upload_raw(inputs.s3, inputs.settings.bucket, inputs.raw, prefix)
+    return execution_parameters(
+        inputs.settings, input_uri, inputs.version, inputs.commit, parameter_overrides
+    )
 
 
 def execute(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from pipelines.local.result import LocalRunError
+from pipelines.sdk import configure_sdk, endpoint_url
 from pipelines.settings import PipelineSettings
 
 # The label every container of one run carries, so its clean-up removes exactly those.
@@ -22,8 +23,8 @@ _STEP_FAILURE = re.compile(r"\b(Prepare|Evaluate|training) failed: .*|training: 
 
 def require_aws_endpoint() -> str:
     """The moto server's URL from AWS_ENDPOINT_URL; a run without one fails saying how to start it."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
-    if not endpoint:
+    endpoint = endpoint_url()
+    if endpoint is None:
         raise LocalRunError(
             "AWS_ENDPOINT_URL is not set: a local run keeps S3 and the model registry on a moto server. "
             "Start one (`make demo` does, or `python -m moto.server -H 127.0.0.1 -p PORT`) and export "
@@ -34,6 +35,8 @@ def require_aws_endpoint() -> str:
 
 def make_session(settings: PipelineSettings, labels: dict[str, str] | None = None) -> Any:
     """A local pipeline session that captures step arguments like a PipelineSession."""
+    sdk_config = configure_sdk(settings.region)
+    endpoint = require_aws_endpoint()
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.mlops.local import LocalPipelineSession
@@ -47,7 +50,8 @@ def make_session(settings: PipelineSettings, labels: dict[str, str] | None = Non
     session = LocalRunSession(
         boto_session=boto3.Session(region_name=settings.region),
         default_bucket=settings.bucket,
-        s3_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        s3_endpoint_url=endpoint,
+        sagemaker_config=sdk_config,
     )
     host_user(session, labels)
     # Pipeline.create/start call these on the session's client; the local client lacks them.

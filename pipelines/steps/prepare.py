@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dataset.dataset_names import DatasetName
 from pipelines.steps.runner import run_step
 
 ROOT = Path("/opt/ml/processing")
@@ -172,7 +173,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     import os
 
     parser = argparse.ArgumentParser(prog="pipelines.steps.prepare")
-    parser.add_argument("--dataset", required=True, choices=["ml-100k", "ml-1m"])
+    parser.add_argument("--dataset", required=True, choices=DatasetName.values())
     parser.add_argument("--dataset-version", default="")
     parser.add_argument("--split-seed", type=int, default=42)
     parser.add_argument("--feature-store", choices=["sagemaker", "feast", "none"], default="none")

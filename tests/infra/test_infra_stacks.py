@@ -78,6 +78,17 @@ def test_pipeline_body_is_the_builders_output_with_deploy_time_values(synth: Syn
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_deployed_pipeline_trains_the_benchmarked_hyperparameters(synth: Synth, stage: str) -> None:
+    from training.hyperparameters import Hyperparameters
+
+    (pipeline,) = resources(synth.template(stage, "MlPlatform"), "AWS::SageMaker::Pipeline")
+    body = json.loads(pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][0])
+    (train,) = [step for step in body["Steps"] if step["Name"] == "Train"]
+    given = {k: v for k, v in train["Arguments"]["HyperParameters"].items() if isinstance(v, str)}
+    assert Hyperparameters.from_sagemaker(given) == Hyperparameters()
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_execution_role_is_scoped_to_the_project(synth: Synth, stage: str) -> None:
     s = settings_of(stage)
     template = synth.template(stage, "MlPlatform")

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines import definition as d
 from pipelines.settings import PipelineSettings
+from training.hyperparameters import Hyperparameters
 
 SNAPSHOT = Path(__file__).with_name("test_pipeline_snapshot.json")
 
@@ -149,6 +150,22 @@ def test_training_channels_follow_the_contract(doc: dict[str, Any]) -> None:
         assert uri == f"Steps.Prepare.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
     hp = _steps(doc)[d.TRAIN]["Arguments"]["HyperParameters"]
     assert hp["dataset_version"] == {"Get": "Parameters.DatasetVersion"}
+
+
+def test_train_step_trains_the_benchmarked_defaults(doc: dict[str, Any]) -> None:
+    hp = _steps(doc)[d.TRAIN]["Arguments"]["HyperParameters"]
+    pipeline_keys = {"dataset", "dataset_version"}
+    assert (
+        Hyperparameters.from_sagemaker({k: v for k, v in hp.items() if k not in pipeline_keys})
+        == Hyperparameters()
+    ), "the default pipeline must train training's own (benchmarked) defaults"
+
+
+def test_settings_hyperparameters_reach_the_train_step() -> None:
+    settings = PipelineSettings.model_validate({"hyperparameters": {"epochs": 3, "lr_decay": False}})
+    hp = _steps(json.loads(d.definition_json(settings)))[d.TRAIN]["Arguments"]["HyperParameters"]
+    assert hp["epochs"] == "3" and hp["lr_decay"] == "false"
+    assert hp["embedding_dim"] == str(Hyperparameters().embedding_dim)
 
 
 def test_condition_reads_evaluation_paths_the_evaluate_step_writes(doc: dict[str, Any]) -> None:

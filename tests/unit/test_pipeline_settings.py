@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.settings import PipelineSettings, load_settings
+from training.hyperparameters import Hyperparameters
 
 
 def test_defaults_are_valid() -> None:
@@ -27,6 +28,7 @@ def test_defaults_are_valid() -> None:
         ("input_data_uri", "/tmp/raw", "not an s3:// URI"),
         ("pipeline_name", "bad name!", "bad name!"),
         ("hyperparameters", {"dataset_version": "x"}, "DatasetVersion"),
+        ("hyperparameters", {"epochs": 0}, "epochs"),
         ("unknown_field", 1, "unknown_field"),
     ],
 )
@@ -68,3 +70,35 @@ def test_load_settings_names_the_file(tmp_path: Path) -> None:
         load_settings(path)
     path.write_text(json.dumps({"bucket": "good-bucket"}))
     assert load_settings(path, pipeline_name="other").pipeline_name == "other"
+
+
+def test_default_hyperparameters_are_trainings_defaults() -> None:
+    assert PipelineSettings().hyperparameters == Hyperparameters()
+
+
+def test_misspelt_hyperparameter_in_a_settings_file_is_named_with_the_valid_ones(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"hyperparameters": {"epochz": 3, "seed": 1}}))
+    with pytest.raises(ValueError, match=r"s\.json") as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "'epochz'" in message and "'seed'" not in message
+    assert all(name in message for name in Hyperparameters.allowed_keys())
+
+
+def test_settings_survive_a_dump_and_reload() -> None:
+    s = PipelineSettings.model_validate({"hyperparameters": {"epochs": 3}})
+    again = PipelineSettings.model_validate(s.model_dump())
+    assert again == s and again.hyperparameters.epochs == 3
+
+
+def test_cli_refuses_a_misspelt_hyperparameter_before_building(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlops.pipeline_cli import app
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"hyperparameters": {"learning_rat": 0.01}}))
+    result = CliRunner().invoke(app, ["definition", "--settings", str(path)])
+    assert result.exit_code == 2
+    assert "'learning_rat'" in result.output and "learning_rate" in result.output
