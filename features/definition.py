@@ -173,6 +173,40 @@ def entity(name: str) -> Entity:
     raise KeyError(f"no entity {name!r}; the definition has {[e.name for e in ENTITIES]}")
 
 
+def _view_problems(view: FeatureView, entity_names: dict[str, Entity]) -> list[str]:
+    """What is wrong with one view's entity, TTL and names."""
+    problems: list[str] = []
+    ent = entity_names.get(view.entity)
+    if ent is None:
+        problems.append(f"view {view.name!r}: unknown entity {view.entity!r}")
+    elif ent.join_key != view.join_key:
+        problems.append(f"view {view.name!r}: join key {view.join_key!r} != entity's {ent.join_key!r}")
+    if view.ttl_days <= 0:
+        problems.append(f"view {view.name!r}: ttl_days must be positive, got {view.ttl_days}")
+    if not _NAME_RE.match(view.name):
+        problems.append(f"view name {view.name!r} is not a legal SageMaker feature group name")
+    for name in (view.join_key, view.event_time_column, *view.feature_names):
+        if not _NAME_RE.match(name):
+            problems.append(f"view {view.name!r}: {name!r} is not a legal SageMaker feature name")
+    return problems
+
+
+def _feature_problems(view: FeatureView, seen: dict[str, str]) -> list[str]:
+    """What is wrong with one view's features; `seen` maps feature names to the view that has them."""
+    problems: list[str] = []
+    for f in view.features:
+        if f.dtype not in DTYPES:
+            problems.append(f"feature {f.name!r}: dtype {f.dtype!r} is not one of {DTYPES}")
+        if not f.description:
+            problems.append(f"feature {f.name!r} has no description")
+        if f.name in seen:
+            problems.append(f"feature {f.name!r} is defined in both {seen[f.name]!r} and {view.name!r}")
+        seen[f.name] = view.name
+        if f.name in (view.join_key, view.event_time_column):
+            problems.append(f"feature {f.name!r} clashes with view {view.name!r}'s key or event time")
+    return problems
+
+
 def validate_definition(
     entities: tuple[Entity, ...] = ENTITIES, views: tuple[FeatureView, ...] = FEATURE_VIEWS
 ) -> None:
@@ -184,32 +218,14 @@ def validate_definition(
         problems.append("duplicate entity names")
     if len({v.name for v in views}) != len(views):
         problems.append("duplicate feature view names")
-    for e in entities:
-        if e.dtype not in DTYPES:
-            problems.append(f"entity {e.name!r}: dtype {e.dtype!r} is not one of {DTYPES}")
+    problems.extend(
+        f"entity {e.name!r}: dtype {e.dtype!r} is not one of {DTYPES}"
+        for e in entities
+        if e.dtype not in DTYPES
+    )
     for view in views:
-        ent = entity_names.get(view.entity)
-        if ent is None:
-            problems.append(f"view {view.name!r}: unknown entity {view.entity!r}")
-        elif ent.join_key != view.join_key:
-            problems.append(f"view {view.name!r}: join key {view.join_key!r} != entity's {ent.join_key!r}")
-        if view.ttl_days <= 0:
-            problems.append(f"view {view.name!r}: ttl_days must be positive, got {view.ttl_days}")
-        if not _NAME_RE.match(view.name):
-            problems.append(f"view name {view.name!r} is not a legal SageMaker feature group name")
-        for name in (view.join_key, view.event_time_column, *view.feature_names):
-            if not _NAME_RE.match(name):
-                problems.append(f"view {view.name!r}: {name!r} is not a legal SageMaker feature name")
-        for f in view.features:
-            if f.dtype not in DTYPES:
-                problems.append(f"feature {f.name!r}: dtype {f.dtype!r} is not one of {DTYPES}")
-            if not f.description:
-                problems.append(f"feature {f.name!r} has no description")
-            if f.name in seen:
-                problems.append(f"feature {f.name!r} is defined in both {seen[f.name]!r} and {view.name!r}")
-            seen[f.name] = view.name
-            if f.name in (view.join_key, view.event_time_column):
-                problems.append(f"feature {f.name!r} clashes with view {view.name!r}'s key or event time")
+        problems.extend(_view_problems(view, entity_names))
+        problems.extend(_feature_problems(view, seen))
     if problems:
         raise ValueError("invalid feature definition:\n  " + "\n  ".join(problems))
 

@@ -284,6 +284,28 @@ def standardize(
     return np.nan_to_num(z, nan=0.0).astype(np.float32)
 
 
+def _user_matrix(
+    data: TrainingData, movies: pd.DataFrame, user_ids: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Standardized user features (row 0: the unknown user at the mean), with their mean and std."""
+    names = user_feature_names()
+    ufeat = data.user_features
+    if ufeat is None:
+        ufeat = user_features(data.ratings, movies)
+    _require(ufeat, ["user_id", *names], "user features")
+    by_user = ufeat.drop_duplicates("user_id", keep="last").set_index("user_id")[names]
+    missing_users = ~np.isin(user_ids, by_user.index.to_numpy())
+    if missing_users.any():
+        raise TrainingDataError(
+            f"user features lack {int(missing_users.sum())} training user(s), e.g. "
+            f"{user_ids[missing_users][:5].tolist()}; compute them from the same ratings (features.compute)"
+        )
+    raw = by_user.reindex(user_ids).to_numpy(dtype=np.float64)
+    mean, std = _standardize_stats(raw)
+    user_z = np.vstack([np.zeros((1, len(names)), np.float32), standardize(raw, mean, std)])
+    return user_z, mean, std
+
+
 def _prepare(data: TrainingData) -> _Prepared:
     _require(data.movies, _MOVIE_COLUMNS, "movies table")
     if data.movies["movie_id"].duplicated().any():
@@ -304,21 +326,7 @@ def _prepare(data: TrainingData) -> _Prepared:
     u_rows = (user_index.get_indexer(ratings["user_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
     m_rows = (catalog_index.get_indexer(ratings["movie_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
 
-    names = user_feature_names()
-    ufeat = data.user_features
-    if ufeat is None:
-        ufeat = user_features(ratings, movies)
-    _require(ufeat, ["user_id", *names], "user features")
-    by_user = ufeat.drop_duplicates("user_id", keep="last").set_index("user_id")[names]
-    missing_users = ~np.isin(user_ids, by_user.index.to_numpy())
-    if missing_users.any():
-        raise TrainingDataError(
-            f"user features lack {int(missing_users.sum())} training user(s), e.g. "
-            f"{user_ids[missing_users][:5].tolist()}; compute them from the same ratings (features.compute)"
-        )
-    raw = by_user.reindex(user_ids).to_numpy(dtype=np.float64)
-    mean, std = _standardize_stats(raw)
-    user_z = np.vstack([np.zeros((1, len(names)), np.float32), standardize(raw, mean, std)])
+    user_z, mean, std = _user_matrix(data, movies, user_ids)
 
     mfeat = data.movie_features if data.movie_features is not None else movie_features(ratings, movies)
     movie_x = _movie_matrix(movies, mfeat)

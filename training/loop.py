@@ -151,14 +151,7 @@ class MultiWorkerFit:
         if self._train_step is not None:
             return
         model, strategy = self.model, self.strategy
-        # Variables must not be born inside a replica's step. `fit` builds them from one symbolic batch
-        # (its `_symbolic_build`); the upstream bug is only in how it gets that batch, so the same call
-        # with a local, undistributed batch builds exactly what `fit` would.
-        batch = next(iter(dataset.take(1)))
-        with strategy.scope():
-            model._symbolic_build(data_batch=batch)
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
+        self._build_variables(dataset)
         replicas = strategy.num_replicas_in_sync
 
         def track(loss: tf.Tensor, x: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
@@ -222,6 +215,17 @@ class MultiWorkerFit:
         self._train_step = tf.function(train_step)
         self._test_step = tf.function(test_step)
         self._results = tf.function(results)
+
+    def _build_variables(self, dataset: tf.data.Dataset) -> None:
+        """Create the model's and the optimizer's variables from one local batch, as `fit` would."""
+        # Variables must not be born inside a replica's step. `fit` builds them from one symbolic batch
+        # (its `_symbolic_build`); the upstream bug is only in how it gets that batch, so the same call
+        # with a local, undistributed batch builds exactly what `fit` would.
+        batch = next(iter(dataset.take(1)))
+        with self.strategy.scope():
+            self.model._symbolic_build(data_batch=batch)
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
 
     def _epoch_results(self) -> dict[str, float]:
         assert self._results is not None
