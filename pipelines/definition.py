@@ -16,6 +16,8 @@ from pipelines.settings import PipelineSettings
 # The SDK makes boto clients at import time and validates roles with IAM unless told not to.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+# "1" lets the SageMaker SDK send its usage telemetry to AWS; off otherwise (see sdk_config).
+TELEMETRY_ENV = "MLOPS_SAGEMAKER_TELEMETRY"
 
 PREPARE = "Prepare"
 TRAIN = "Train"
@@ -95,6 +97,20 @@ def parameters(settings: PipelineSettings) -> Parameters:
     )
 
 
+def sdk_config() -> dict[str, Any]:
+    """The SageMaker SDK's defaults config (its usual files), with its telemetry off unless asked for.
+
+    The SDK reports each call to AWS by default; MLOPS_SAGEMAKER_TELEMETRY=1 lets it (docs/pipeline.md).
+    """
+    from sagemaker.core.config.config import load_sagemaker_config
+
+    config: dict[str, Any] = load_sagemaker_config()
+    config.setdefault("SchemaVersion", "1.0")
+    modules = config.setdefault("SageMaker", {}).setdefault("PythonSDK", {}).setdefault("Modules", {})
+    modules["TelemetryOptOut"] = os.environ.get(TELEMETRY_ENV, "").strip() != "1"
+    return config
+
+
 def offline_session(settings: PipelineSettings) -> Any:
     """A PipelineSession that captures step arguments and never calls AWS."""
     import boto3
@@ -112,7 +128,9 @@ def offline_session(settings: PipelineSettings) -> Any:
         aws_access_key_id="offline",
         aws_secret_access_key="offline",  # noqa: S106
     )
-    return _OfflinePipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+    return _OfflinePipelineSession(
+        boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=sdk_config()
+    )
 
 
 def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> Any:

@@ -190,10 +190,13 @@ def make_session(settings: PipelineSettings, labels: dict[str, str] | None = Non
         def default_bucket(self) -> str:
             return settings.bucket
 
+    from pipelines.definition import sdk_config
+
     session = LocalRunSession(
         boto_session=boto3.Session(region_name=settings.region),
         default_bucket=settings.bucket,
         s3_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        sagemaker_config=sdk_config(),
     )
     host_user(session, labels)
     # Pipeline.create/start call these on the session's client; the local client lacks them.
