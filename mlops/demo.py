@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mlops import standins
+from mlops import standins, verbosity
 from mlops.paths import ROOT
 
 console = Console(stderr=True)
@@ -143,9 +143,10 @@ def deploy(model_data_url: str, image: str, role: str, feast_url: str) -> Any:
     import boto3
     from sagemaker.core.local import LocalSession
 
+    from pipelines.definition import sdk_config
     from pipelines.local import host_user
 
-    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"))
+    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=sdk_config())
     host_user(session, demo_labels())
     client = session.sagemaker_client
     _delete_endpoint(session)
@@ -352,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", action="store_true", help="stop everything `make demo` started")
     parser.add_argument("--serve", action="store_true", help="keep the endpoint up until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the SDKs' INFO/DEBUG logs, notices and warnings"
+    )
     args = parser.parse_args(argv)
+    verbosity.configure(args.verbose or verbosity.verbose_from_env())
     if args.down:
         stopped = down()
         console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

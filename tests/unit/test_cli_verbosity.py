@@ -1,0 +1,61 @@
+"""Quiet by default: the real `mlops` CLI prints its answer and nothing else unless `--verbose`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops.verbosity import hoist_verbose
+from pipelines.definition import TELEMETRY_ENV, offline_session, sdk_config
+from pipelines.settings import PipelineSettings
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def _definition(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # From another directory, stdin closed: the command must not depend on how it is launched.
+    return subprocess.run(
+        [MLOPS, "pipeline", "definition", *extra],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_pipeline_definition_prints_nothing_on_stderr(tmp_path: Path) -> None:
+    done = _definition(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("{")
+    assert done.stderr == ""
+
+
+@pytest.mark.slow
+def test_verbose_anywhere_shows_the_sdks_logs(tmp_path: Path) -> None:
+    done = _definition(tmp_path, "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert "sagemaker" in done.stderr
+    # Telemetry is off even when verbose, so the SDK's opt-out notice never shows.
+    assert "will collect telemetry" not in done.stderr
+
+
+def test_hoist_verbose() -> None:
+    assert hoist_verbose(["pipeline", "definition", "--verbose"]) == ["--verbose", "pipeline", "definition"]
+    assert hoist_verbose(["pipeline", "definition"]) == ["pipeline", "definition"]
+    # After `--`, it is an argument, not our option.
+    assert hoist_verbose(["x", "--", "--verbose"]) == ["x", "--", "--verbose"]
+
+
+def test_sagemaker_telemetry_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TELEMETRY_ENV, raising=False)
+    assert sdk_config()["SageMaker"]["PythonSDK"]["Modules"]["TelemetryOptOut"] is True
+    session = offline_session(PipelineSettings())
+    assert session.sagemaker_config["SageMaker"]["PythonSDK"]["Modules"]["TelemetryOptOut"] is True
+    monkeypatch.setenv(TELEMETRY_ENV, "1")
+    assert sdk_config()["SageMaker"]["PythonSDK"]["Modules"]["TelemetryOptOut"] is False
