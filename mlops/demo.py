@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -193,15 +194,64 @@ def _delete_endpoint(session: Any) -> None:
 
 
 def recommend(users: tuple[int, ...]) -> dict[int, dict[str, Any]]:
-    """Top-10 movies for each user from the local endpoint, with the fallback reason (None: features used)."""
+    """Top-10 movies for each user from the local endpoint, each with its predicted rating.
+
+    The top-K answer's `score` is the ranking tower's logit (only its order means anything), so a
+    second request asks the rating tower for those movies' ratings on MovieLens's 1-5 scale.
+    `fallback` is None when the user's features were used, else why they were not.
+    """
+    url = f"http://127.0.0.1:{PORT}/invocations"
     out: dict[int, dict[str, Any]] = {}
     for user in users:
-        answer = _http_json(f"http://127.0.0.1:{PORT}/invocations", {"user_id": user, "k": 10})
+        answer = _http_json(url, {"user_id": user, "k": 10})
         recs = answer.get("recommendations") if isinstance(answer, dict) else None
         if not recs:
             raise DemoError(f"the endpoint answered user {user} without recommendations: {str(answer)[:300]}")
-        out[user] = {"recommendations": recs, "fallback": answer.get("fallback")}
+        rated = _http_json(url, {"user_id": user, "movie_ids": [rec["movie_id"] for rec in recs]})
+        answered = rated.get("ratings", []) if isinstance(rated, dict) else []
+        ratings = {r["movie_id"]: r["rating"] for r in answered}
+        if set(ratings) != {rec["movie_id"] for rec in recs}:
+            raise DemoError(f"the endpoint answered user {user}'s ratings request with: {str(rated)[:300]}")
+        out[user] = {
+            "recommendations": [{**rec, "rating": ratings[rec["movie_id"]]} for rec in recs],
+            "fallback": answer.get("fallback"),
+        }
     return out
+
+
+def movie_details(movies: Any) -> dict[int, tuple[str, str]]:
+    """Movie id -> (year, genres) as the tables print them, from the movies table (contract table 1)."""
+    import pandas as pd
+
+    return {
+        int(movie_id): ("" if pd.isna(year) else str(int(year)), str(genres).replace("|", ", "))
+        for movie_id, year, genres in zip(movies["movie_id"], movies["year"], movies["genres"], strict=True)
+    }
+
+
+def recommendation_table(user: int, answer: dict[str, Any], details: dict[int, tuple[str, str]]) -> Table:
+    """One user's top 10: rank, movie id, title, year, genres and the predicted rating (1-5).
+
+    The id and year tell apart the titles ml-100k lists twice (docs/data.md). The ranking tower's
+    score stays out: it reads like a rating and is not one.
+    """
+    source = "features from Feast" if answer["fallback"] is None else f"cold start: {answer['fallback']}"
+    table = Table(
+        title=f"Top 10 for user {user} ({source}); rating: predicted, 1 to 5",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("title")
+    table.add_column("year", no_wrap=True)
+    table.add_column("genres")
+    table.add_column("rating", justify="right", no_wrap=True)
+    for rank, rec in enumerate(answer["recommendations"], 1):
+        year, genres = details.get(int(rec["movie_id"]), ("", ""))
+        rating = f"{rec['rating']:.2f}"
+        table.add_row(str(rank), str(rec["movie_id"]), str(rec["title"]), year, genres, rating)
+    return table
 
 
 def _metrics_table(evaluation: dict[str, Any]) -> Table:
@@ -292,18 +342,11 @@ def run(serve: bool) -> dict[str, Any]:
     lap("deploy", start)
     try:
         recommendations = recommend(DEMO_USERS)
+        from mlops.data.tables import load_tables
+
+        details = movie_details(load_tables("ml-100k").movies)
         for user, answer in recommendations.items():
-            recs = answer["recommendations"]
-            source = (
-                "features from Feast" if answer["fallback"] is None else f"cold start: {answer['fallback']}"
-            )
-            table = Table(title=f"Top 10 for user {user} ({source})")
-            table.add_column("#", justify="right")
-            table.add_column("title")
-            table.add_column("score", justify="right")
-            for i, rec in enumerate(recs, 1):
-                table.add_row(str(i), str(rec.get("title")), f"{float(rec.get('score', 0.0)):.3f}")
-            console.print(table)
+            console.print(recommendation_table(user, answer, details))
         console.print(_metrics_table(result.evaluation))
         timings["total"] = round(time.monotonic() - t0, 1)
         console.print(
