@@ -105,9 +105,11 @@ def sdk_config() -> dict[str, Any]:
     from sagemaker.core.config.config import load_sagemaker_config
 
     config: dict[str, Any] = load_sagemaker_config()
+    if os.environ.get(TELEMETRY_ENV, "").strip() == "1":
+        return config  # the SDK's own default (on), or the user's config file, decides
     config.setdefault("SchemaVersion", "1.0")
     modules = config.setdefault("SageMaker", {}).setdefault("PythonSDK", {}).setdefault("Modules", {})
-    modules["TelemetryOptOut"] = os.environ.get(TELEMETRY_ENV, "").strip() != "1"
+    modules["TelemetryOptOut"] = True
     return config
 
 
