@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
+from mlops import verbosity
 from mlops.verbosity import hoist_verbose
 from pipelines.definition import TELEMETRY_ENV, offline_session, sdk_config
 from pipelines.settings import PipelineSettings
@@ -60,3 +63,21 @@ def test_sagemaker_telemetry_is_off_unless_asked_for(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(TELEMETRY_ENV, "1")
     modules = sdk_config().get("SageMaker", {}).get("PythonSDK", {}).get("Modules", {})
     assert "TelemetryOptOut" not in modules  # the SDK's default, or the user's config file, decides
+
+
+def test_quiet_keeps_our_warnings_and_everyones_errors(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    shown: list[str] = []
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: shown.append(str(message)))
+    verbosity.configure(False)
+    logging.getLogger("sagemaker.config").warning("library warning")
+    logging.getLogger("urllib3.connectionpool").error("library error")
+    logging.getLogger("pipelines.local").warning("our warning")
+    logging.getLogger("pipelines.local").info("our info")
+    lib = "/x/lib/python3.11/site-packages/sagemaker/core/workflow/pipeline_context.py"
+    warnings.showwarning(UserWarning("Running within a PipelineSession"), UserWarning, lib, 341)
+    warnings.showwarning(UserWarning("ours"), UserWarning, "/repo/pipelines/local.py", 7)
+    err = capsys.readouterr().err
+    assert "library error" in err and "our warning" in err
+    assert "library warning" not in err and "our info" not in err
+    assert shown == ["ours"]
