@@ -13,7 +13,7 @@ CDK := .venv-cdk/bin
 .PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
         lint demo demo-down bench bench-serve bench-model synth deploy-local
 
-help: ## List the targets
+help: ## List the targets (`make` alone does the same)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 $(UV):
@@ -44,15 +44,16 @@ data: setup-ml ## Fetch and validate MovieLens ml-100k and ml-1m into data/ (a n
 	$(ML)/mlops data fetch --dataset ml-100k
 	$(ML)/mlops data fetch --dataset ml-1m
 
-test: test-unit test-infra test-integration ## Run every test: unit, infra (CDK), integration (Docker, moto)
+test: ## Run every test: unit, infra (CDK), integration (Docker, moto); then each suite's time
+	@MAKE="$(MAKE)" scripts/test-suites.sh test-unit test-infra test-integration
 
-test-unit: setup-ml
+test-unit: setup-ml ## Unit tests only (no network, no Docker; about 3 min)
 	$(ML)/pytest tests/unit -q
 
-test-infra: setup-cdk setup-node
+test-infra: setup-cdk setup-node ## CDK tests only: synth assertions, cdk-nag, cfn-lint
 	$(CDK)/pytest tests/infra -q
 
-test-integration: setup docker
+test-integration: setup docker ## Integration tests only (Docker, moto, the real CLI)
 	$(ML)/pytest tests/integration -q
 
 lint: setup ## ruff and mypy on both sides

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
+
+from mlops import verbosity
 
 app = typer.Typer(
     name="mlops",
@@ -13,8 +18,18 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            envvar=verbosity.VERBOSE_ENV,
+            help="Also show the SDKs' INFO/DEBUG logs, notices and warnings (accepted anywhere).",
+        ),
+    ] = False,
+) -> None:
     """MLOps platform on AWS SageMaker, with a MovieLens recommender as its worked example."""
+    verbosity.configure(verbose)
 
 
 @app.command()
@@ -38,4 +53,6 @@ def _register() -> None:
 def main() -> None:
     """Entry point of the `mlops` console script."""
     _register()
+    # `mlops pipeline definition --verbose` reads as naturally as `mlops --verbose pipeline definition`.
+    sys.argv[1:] = verbosity.hoist_verbose(sys.argv[1:])
     app()

@@ -22,10 +22,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from dataset.paths import ROOT
+from mlops import verbosity
+from pipelines.sdk import configure_sdk
 from standins import servers
 from standins.docker import docker_bridge_ip, ensure_docker, remove_containers
 
@@ -131,12 +134,13 @@ def warm_feast(url: str, users: tuple[int, ...]) -> dict[int, float]:
 
 def deploy(model_data_url: str, image: str, role: str, feast_url: str) -> Any:
     """Serve the model with SageMaker's LocalSession on port 8080, features from Feast; return the session."""
+    sdk_config = configure_sdk("us-east-1")
     import boto3
     from sagemaker.core.local import LocalSession
 
     from pipelines.local import host_user
 
-    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"))
+    session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=sdk_config)
     host_user(session, demo_labels())
     client = session.sagemaker_client
     _delete_endpoint(session)
@@ -183,15 +187,64 @@ def _delete_endpoint(session: Any) -> None:
 
 
 def recommend(users: tuple[int, ...]) -> dict[int, dict[str, Any]]:
-    """Top-10 movies for each user from the local endpoint, with the fallback reason (None: features used)."""
+    """Top-10 movies for each user from the local endpoint, each with its predicted rating.
+
+    The top-K answer's `score` is the ranking tower's logit (only its order means anything), so a
+    second request asks the rating tower for those movies' ratings on MovieLens's 1-5 scale.
+    `fallback` is None when the user's features were used, else why they were not.
+    """
+    url = f"http://127.0.0.1:{PORT}/invocations"
     out: dict[int, dict[str, Any]] = {}
     for user in users:
-        answer = _http_json(f"http://127.0.0.1:{PORT}/invocations", {"user_id": user, "k": 10})
+        answer = _http_json(url, {"user_id": user, "k": 10})
         recs = answer.get("recommendations") if isinstance(answer, dict) else None
         if not recs:
             raise DemoError(f"the endpoint answered user {user} without recommendations: {str(answer)[:300]}")
-        out[user] = {"recommendations": recs, "fallback": answer.get("fallback")}
+        rated = _http_json(url, {"user_id": user, "movie_ids": [rec["movie_id"] for rec in recs]})
+        answered = rated.get("ratings", []) if isinstance(rated, dict) else []
+        ratings = {r["movie_id"]: r["rating"] for r in answered}
+        if set(ratings) != {rec["movie_id"] for rec in recs}:
+            raise DemoError(f"the endpoint answered user {user}'s ratings request with: {str(rated)[:300]}")
+        out[user] = {
+            "recommendations": [{**rec, "rating": ratings[rec["movie_id"]]} for rec in recs],
+            "fallback": answer.get("fallback"),
+        }
     return out
+
+
+def movie_details(movies: Any) -> dict[int, tuple[str, str]]:
+    """Movie id -> (year, genres) as the tables print them, from the movies table (contract table 1)."""
+    import pandas as pd
+
+    return {
+        int(movie_id): ("" if pd.isna(year) else str(int(year)), str(genres).replace("|", ", "))
+        for movie_id, year, genres in zip(movies["movie_id"], movies["year"], movies["genres"], strict=True)
+    }
+
+
+def recommendation_table(user: int, answer: dict[str, Any], details: dict[int, tuple[str, str]]) -> Table:
+    """One user's top 10: rank, movie id, title, year, genres and the predicted rating (1-5).
+
+    The id and year tell apart the titles ml-100k lists twice (docs/data.md). The ranking tower's
+    score stays out: it reads like a rating and is not one.
+    """
+    source = "features from Feast" if answer["fallback"] is None else f"cold start: {answer['fallback']}"
+    table = Table(
+        title=f"Top 10 for user {user} ({source}); rating: predicted, 1 to 5",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("title")
+    table.add_column("year", no_wrap=True)
+    table.add_column("genres")
+    table.add_column("rating", justify="right", no_wrap=True)
+    for rank, rec in enumerate(answer["recommendations"], 1):
+        year, genres = details.get(int(rec["movie_id"]), ("", ""))
+        rating = f"{rec['rating']:.2f}"
+        table.add_row(str(rank), str(rec["movie_id"]), str(rec["title"]), year, genres, rating)
+    return table
 
 
 def _metrics_table(evaluation: dict[str, Any]) -> Table:
@@ -282,18 +335,11 @@ def run(serve: bool) -> dict[str, Any]:
     lap("deploy", start)
     try:
         recommendations = recommend(DEMO_USERS)
+        from mlops.data.tables import load_tables
+
+        details = movie_details(load_tables("ml-100k").movies)
         for user, answer in recommendations.items():
-            recs = answer["recommendations"]
-            source = (
-                "features from Feast" if answer["fallback"] is None else f"cold start: {answer['fallback']}"
-            )
-            table = Table(title=f"Top 10 for user {user} ({source})")
-            table.add_column("#", justify="right")
-            table.add_column("title")
-            table.add_column("score", justify="right")
-            for i, rec in enumerate(recs, 1):
-                table.add_row(str(i), str(rec.get("title")), f"{float(rec.get('score', 0.0)):.3f}")
-            console.print(table)
+            console.print(recommendation_table(user, answer, details))
         console.print(_metrics_table(result.evaluation))
         timings["total"] = round(time.monotonic() - t0, 1)
         console.print(
@@ -339,7 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", action="store_true", help="stop everything `make demo` started")
     parser.add_argument("--serve", action="store_true", help="keep the endpoint up until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show the SDKs' INFO/DEBUG logs, notices and warnings"
+    )
     args = parser.parse_args(argv)
+    verbosity.configure(args.verbose or verbosity.verbose_from_env())
     if args.down:
         stopped = down()
         console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

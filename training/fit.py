@@ -286,8 +286,8 @@ def standardize(
 
 def _user_matrix(
     data: TrainingData, movies: pd.DataFrame, user_ids: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Standardized user features (row 0: the unknown user at the mean), with their mean and std."""
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], pd.DataFrame]:
+    """Standardized user features (row 0: the unknown user at the mean), their mean, std and raw rows."""
     names = user_feature_names()
     ufeat = data.user_features
     if ufeat is None:
@@ -303,7 +303,7 @@ def _user_matrix(
     raw = by_user.reindex(user_ids).to_numpy(dtype=np.float64)
     mean, std = _standardize_stats(raw)
     user_z = np.vstack([np.zeros((1, len(names)), np.float32), standardize(raw, mean, std)])
-    return user_z, mean, std
+    return user_z, mean, std, by_user.reindex(user_ids)
 
 
 def _prepare(data: TrainingData) -> _Prepared:
@@ -326,7 +326,8 @@ def _prepare(data: TrainingData) -> _Prepared:
     u_rows = (user_index.get_indexer(ratings["user_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
     m_rows = (catalog_index.get_indexer(ratings["movie_id"].to_numpy(dtype=np.int64)) + 1).astype(np.int32)
 
-    user_z, mean, std = _user_matrix(data, movies, user_ids)
+    names = user_feature_names()
+    user_z, mean, std, features_by_user = _user_matrix(data, movies, user_ids)
 
     mfeat = data.movie_features if data.movie_features is not None else movie_features(ratings, movies)
     movie_x = _movie_matrix(movies, mfeat)
@@ -398,7 +399,7 @@ def _prepare(data: TrainingData) -> _Prepared:
         feature_names=names,
         feature_mean=mean,
         feature_std=std,
-        features_by_user=by_user.reindex(user_ids),
+        features_by_user=features_by_user,
         train_users=u_rows,
         train_movies=m_rows,
         train_ratings=ratings["rating"].to_numpy(dtype=np.float32),

@@ -6,6 +6,7 @@ report, which goes into the model's metadata) and the run carries on without it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -114,6 +115,37 @@ class TrackingReport:
         }
 
 
+class _NotAnArnNoise(logging.Filter):
+    """Drop the sagemaker-mlflow plugin's failure, at every request, on a tracking URI that is no ARN.
+
+    Its request-header plugin is active whatever the URI and fails parsing any URI but a SageMaker
+    managed MLflow ARN (an IndexError for http://host:port); MLflow logs each failure as "Encountered
+    unexpected error during resolving request headers" and sends the request anyway. Only errors raised
+    inside that plugin are dropped, and the filter is installed only for URIs that are not ARNs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for an error raised inside sagemaker_mlflow, True for everything else."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, BaseException) and _raised_in_plugin(arg) for arg in args)
+
+
+def _raised_in_plugin(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None:
+        if "sagemaker_mlflow" in frame.tb_frame.f_code.co_filename:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def quiet_arn_header_noise() -> None:
+    """Install the filter on MLflow's request-header logger (once)."""
+    logger = logging.getLogger("mlflow.tracking.request_header.registry")
+    if not any(isinstance(f, _NotAnArnNoise) for f in logger.filters):
+        logger.addFilter(_NotAnArnNoise())
+
+
 class Tracker:
     """One MLflow run. Every call is guarded: the first failure disables tracking and is reported."""
 
@@ -141,6 +173,8 @@ class Tracker:
         """Open the run, after checking that a tracking server answers within the timeout."""
         if not self.enabled:
             return
+        if self.settings.kind != "sagemaker":
+            quiet_arn_header_noise()
         timeout = self.settings.timeout_seconds
         # MLflow's own defaults retry for minutes; a server that is down must not stall the job.
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

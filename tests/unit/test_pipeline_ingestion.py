@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -237,10 +239,28 @@ def test_approval_keeps_the_reuse_key_on_moto() -> None:
         assert registry.find(sm, "missing-group", dataset_version="d1") is None
 
 
-def test_ctrl_c_during_a_run_is_noted_and_still_interrupts() -> None:
-    import os
-    import signal
+@pytest.fixture
+def sigint_default() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, whatever the launcher left (`nohup`, `&` ignore it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
+
+@pytest.fixture
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the test, as in a process started in the background."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_default")
+def test_ctrl_c_during_a_run_is_noted_and_still_interrupts() -> None:
     from pipelines.local.session import _interrupts_noted
 
     before = signal.getsignal(signal.SIGINT)
@@ -249,3 +269,17 @@ def test_ctrl_c_during_a_run_is_noted_and_still_interrupts() -> None:
         signal.sigtimedwait([], 0.5)  # let the handler run
     assert noted.is_set()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.usefixtures("sigint_ignored")
+def test_a_run_started_with_ctrl_c_ignored_keeps_it_ignored() -> None:
+    from pipelines.local.session import _interrupts_noted
+
+    try:
+        with _interrupts_noted() as noted:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0.5)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C the launcher asked to ignore interrupted the run")
+    assert not noted.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -110,3 +110,19 @@ def test_plots_are_pngs(tmp_path: Path):
 def test_empty_history_cannot_be_plotted(tmp_path):
     with pytest.raises(ValueError, match="no per-epoch history"):
         plot_learning_curves({}, tmp_path / "c.png")
+
+
+def test_a_plain_server_uri_does_not_log_the_arn_plugins_error(tmp_path, monkeypatch, caplog):
+    # sagemaker-mlflow's header plugin fails on every request to a server that is not SageMaker's.
+    import logging
+
+    from mlflow.tracking.request_header.registry import resolve_request_headers
+
+    monkeypatch.setattr(logging.getLogger("mlflow.tracking.request_header.registry"), "filters", [])
+    port = _closed_port()
+    Tracker(TrackingSettings(f"http://127.0.0.1:{port}", timeout_seconds=2, source="test")).start("r", {})
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", f"http://127.0.0.1:{port}")
+    with caplog.at_level("WARNING", logger="mlflow.tracking.request_header.registry"):
+        headers = resolve_request_headers()
+    assert "User-Agent" in headers
+    assert "resolving request headers" not in caplog.text
