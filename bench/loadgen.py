@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +162,7 @@ def fixed_rate(
     connections: int = 64,
 ) -> FixedRate:
     """Offer `rate` POSTs of `body` (GETs when None) a second for `seconds`, open loop."""
-    import uvloop  # ships with uvicorn[standard]; its loop keeps the client's own overhead low
+    import uvloop  # ships with uvicorn[standard]; its loop keeps the client's own overhead low  # noqa: PLC0415  heavy: loads uvloop only when called
 
     return uvloop.run(_fixed_rate(host, port, path, body, rate, seconds, connections))
 
@@ -169,8 +171,6 @@ def wait_ready(
     url: str, timeout_s: float, ok: tuple[int, ...] = (200,), proc: subprocess.Popen[bytes] | None = None
 ) -> float:
     """Poll `url` until it answers one of `ok`; returns the seconds it took; raises on timeout or exit."""
-    import urllib.error
-    import urllib.request
 
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:

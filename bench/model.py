@@ -25,8 +25,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dataset.tables import load_tables
+from features.compute import user_features
 from modeldir import ReferenceScorer, SavedModel
+from training.baselines import BiasedBaseline, GlobalMean, Popularity
 from training.hyperparameters import Hyperparameters
+from training.metrics import held_out_ranks, hit_rate_at_k, mae, ndcg_at_k, rmse
 
 # Published ml-100k figures (Surprise's benchmark table, 5-fold CV) shown as a reference column.
 PUBLISHED_RMSE = {"Surprise SVD": 0.934, "Surprise SVD++": 0.919, "Surprise BaselineOnly": 0.944}
@@ -47,8 +51,7 @@ def _fit_and_predict(
     train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame, hp: Hyperparameters
 ) -> tuple[npt.NDArray[np.float32], float, float, Any]:
     """Fit on `train` (features from `train` only), predict `test`; returns (pred, wall s, cpu s, result)."""
-    from features.compute import user_features
-    from training.fit import TrainingData, fit, predict_ratings
+    from training.fit import TrainingData, fit, predict_ratings  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     wall, cpu = time.perf_counter(), time.process_time()
     result = fit(TrainingData(ratings=train, movies=movies), hp)
@@ -67,8 +70,6 @@ def cross_validate(
     ratings: pd.DataFrame, movies: pd.DataFrame, hp: Hyperparameters, folds: int, run_folds: int
 ) -> dict[str, Any]:
     """RMSE and MAE per fold for the model, the global mean and the biased baseline."""
-    from training.baselines import BiasedBaseline, GlobalMean
-    from training.metrics import mae, rmse
 
     parts = kfold_indices(len(ratings), folds, CV_SEED)
     rows: dict[str, dict[str, list[float]]] = {
@@ -118,11 +119,8 @@ def leave_last_out(ratings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def ranking(ratings: pd.DataFrame, movies: pd.DataFrame, hp: Hyperparameters) -> dict[str, Any]:
     """HR@K and NDCG@K of the model and of popularity, ranking every movie each user has not rated."""
-    from features.compute import user_features
-    from training.baselines import Popularity
-    from training.fit import TrainingData, fit
-    from training.metrics import held_out_ranks, hit_rate_at_k, ndcg_at_k
-    from training.model import RATING_RANGE
+    from training.fit import TrainingData, fit  # noqa: PLC0415  heavy: loads tensorflow only when called
+    from training.model import RATING_RANGE  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     train, held = leave_last_out(ratings)
     err.print(f"[bold]ranking[/]: training on {len(train):,} ratings, {len(held):,} users held out ...")
@@ -184,7 +182,6 @@ class Target:
 
 def ml1m_child(hp_json: str) -> None:
     """Train on ml-1m (90% random split), print one JSON line: seconds, peak RSS, held-out RMSE."""
-    from dataset.tables import load_tables
 
     tables = load_tables("ml-1m")
     hp = Hyperparameters.model_validate_json(hp_json)
@@ -193,7 +190,6 @@ def ml1m_child(hp_json: str) -> None:
     mask[parts[0]] = False
     train, test = tables.ratings.iloc[mask], tables.ratings.iloc[parts[0]]
     pred, wall, cpu, result = _fit_and_predict(train, test, tables.movies, hp)
-    from training.metrics import mae, rmse
 
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux reports KiB
     print(
@@ -321,7 +317,6 @@ def main(
     if ml1m_child_hp is not None:
         ml1m_child(ml1m_child_hp)
         return
-    from dataset.tables import load_tables
 
     tables = load_tables("ml-100k")
     hp = Hyperparameters(dataset="ml-100k")

@@ -3,6 +3,9 @@
 One run, one machine, one load generator for both servers (wrk at saturation, an open-loop asyncio
 client at 300 and 1,000 requests/s), one worker each, single-user top-10 requests. Figures are noisy
 on a shared machine: re-run before quoting them.
+
+Why one module over 400 lines: one benchmark run, its candidates and rounds side by side, so the
+method that produced a printed figure is read in one place. Host-only, never in an image.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +30,13 @@ import numpy as np
 
 from bench.loadgen import FixedRate, fixed_rate, wait_ready, wrk_saturation
 from bench.serve_model import BenchModel, prepare
+from dataset.paths import state_dir
+from inference.app import ServingApp
+from inference.config import ServerConfig
+from inference.features import InMemoryFeatureStore
+from inference.model import load_model_dir
+from inference.predictor import Predictor
+from inference.queries import RequestError
 from standins.ports import free_port as _free_port
 
 IMAGE = "mlops-serving:latest"
@@ -55,9 +67,6 @@ def _process(cmd: list[str], env: dict[str, str], log_path: Path) -> Any:
 
 def in_process_floor(bm: BenchModel, seconds: float = 3.0) -> float:
     """Calls/s of feature lookup + user vector + top-10 in one Python thread: no server can beat it."""
-    from inference.features import InMemoryFeatureStore
-    from inference.model import load_model_dir
-    from inference.predictor import Predictor
 
     model = load_model_dir(bm.model_dir)
     predictor = Predictor(model)
@@ -91,8 +100,6 @@ def _serve_ours(
 
 def check_answer(url: str, body: bytes) -> dict[str, Any]:
     """One request before the load: a server that answers it with an error must not be benchmarked."""
-    import urllib.error
-    import urllib.request
 
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310 - a local URL
     try:
@@ -197,7 +204,7 @@ def compare_stacks(
 
 def mlflow_body(bm: BenchModel, user_id: int) -> bytes:
     """A top-10 through the MLflow model means scoring the whole catalog for the user (client sorts)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  heavy: loads pandas only when called
 
     towers = np.load(bm.model_dir / "towers.npz")
     names = json.loads((bm.model_dir / "metadata.json").read_text())["user_feature_names"]
@@ -389,15 +396,11 @@ def _table(r: dict[str, Any]) -> str:
 
 def _starlette_server() -> None:
     """The same ServingApp handlers behind Starlette routing: the candidate stack the benchmark compares."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    from inference.app import ServingApp
-    from inference.config import ServerConfig
-    from inference.queries import RequestError
+    import uvicorn  # noqa: PLC0415  heavy: loads uvicorn only when called
+    from starlette.applications import Starlette  # noqa: PLC0415  heavy: loads starlette only when called
+    from starlette.requests import Request  # noqa: PLC0415  heavy: loads starlette only when called
+    from starlette.responses import Response  # noqa: PLC0415  heavy: loads starlette only when called
+    from starlette.routing import Route  # noqa: PLC0415  heavy: loads starlette only when called
 
     core = ServingApp(ServerConfig.from_env())
     core.load()
@@ -446,7 +449,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_starlette:
         _starlette_server()
         return 0
-    from dataset.paths import state_dir
 
     workdir = args.workdir or state_dir() / "bench-serve"
     result = run(args.seconds, not args.no_image, args.stacks, workdir, args.rounds)

@@ -27,8 +27,8 @@ class BenchModel:
 
 
 def _write_channels(root: Path, dataset: str) -> None:
-    from dataset.tables import dataset_version, load_tables
-    from features.compute import movie_features, user_features
+    from dataset.tables import dataset_version, load_tables  # noqa: PLC0415  heavy: loads pandas only when called
+    from features.compute import movie_features, user_features  # noqa: PLC0415  heavy: loads pandas only when called
 
     tables = load_tables(dataset)
     data = root / "input" / "data"

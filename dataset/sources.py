@@ -167,8 +167,8 @@ def from_user_source(spec: DatasetSpec, uri: str) -> RawData:
 
 def _from_s3(spec: DatasetSpec, bucket: str, key: str, uri: str) -> RawData:
     """Read a zip object, or the layout's files under a prefix ending in '/', through boto3."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415  heavy: loads botocore only when called
 
     s3 = boto3.client("s3")
     try:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dataset import paths
 
 _CHUNK = 1 << 20
@@ -71,8 +73,8 @@ def _repo() -> Iterator[Any]:
     DVC resolves stage names and stage paths against the working directory, not the repository
     it was opened on. DVC is imported lazily: it is heavy and absent on the CDK side.
     """
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
+    from dvc.exceptions import DvcException  # noqa: PLC0415  heavy: loads dvc only when called
+    from dvc.repo import Repo  # noqa: PLC0415  heavy: loads dvc only when called
 
     # DVC logs progress ("Updating lock file") through a handler bound to stdout, which our --json
     # output owns: keep its info messages quiet and anything it prints directly on stderr.
@@ -144,7 +146,6 @@ def lock_version(dataset: str) -> str | None:
     lock = dvc_root() / "dvc.lock"
     if not lock.is_file():
         return None
-    import yaml
 
     stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
     for out in stages.get(f"fetch@{dataset}", {}).get("outs", []):

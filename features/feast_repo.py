@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,7 @@ class FeastRepo:
     def store(self) -> FeatureStore:
         """Open the built repo as a Feast FeatureStore."""
         self.manifest()
-        from feast import FeatureStore
+        from feast import FeatureStore  # noqa: PLC0415  heavy: loads feast only when called
 
         return FeatureStore(repo_path=str(self.path))
 
@@ -112,10 +113,9 @@ def push_source_name(view: FeatureView) -> str:
 
 def feast_objects(repo: FeastRepo) -> list[Any]:
     """Feast Entity, FileSource, PushSource and FeatureView objects, one per item of the definition."""
-    from datetime import timedelta
 
-    from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
-    from feast.types import Float64, Int64, String
+    from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType  # noqa: PLC0415  heavy: loads feast only when called
+    from feast.types import Float64, Int64, String  # noqa: PLC0415  heavy: loads feast only when called
 
     feast_types = {"int64": Int64, "float64": Float64, "string": String}
     value_types = {"int64": ValueType.INT64, "float64": ValueType.DOUBLE, "string": ValueType.STRING}
@@ -196,8 +196,8 @@ class BuildReport:
 
 def build(dataset: str, every_days: int = 7, data_dir: Path | None = None, log: Log = _quiet) -> BuildReport:
     """Compute feature snapshots from the dataset's tables, write the repo and `feast apply` it."""
-    from dataset.tables import dataset_version, load_tables
-    from features.compute import feature_snapshots
+    from dataset.tables import dataset_version, load_tables  # noqa: PLC0415  heavy: loads pandas only when called
+    from features.compute import feature_snapshots  # noqa: PLC0415  heavy: loads pandas only when called
 
     repo = FeastRepo.for_dataset(dataset, data_dir)
     tables = load_tables(dataset, data_dir)
@@ -218,7 +218,7 @@ def build(dataset: str, every_days: int = 7, data_dir: Path | None = None, log: 
         (repo.path / stale).unlink(missing_ok=True)
 
     log("feast apply")
-    from feast import FeatureStore
+    from feast import FeatureStore  # noqa: PLC0415  heavy: loads feast only when called
 
     store = FeatureStore(repo_path=str(repo.path))
     store.apply(feast_objects(repo))
@@ -304,7 +304,6 @@ def materialize(dataset: str, data_dir: Path | None = None, log: Log = _quiet) -
 
 def _online_count(repo: FeastRepo, view: FeatureView) -> int:
     """Entities the SQLite online store holds for a view (Feast names its table <project>_<view>)."""
-    import sqlite3
 
     with sqlite3.connect(repo.path / "online_store.db") as db:
         # Table names cannot be bound parameters; both parts are checked identifiers ([a-z0-9_]).

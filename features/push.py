@@ -16,6 +16,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from features.definition import FeatureView
+from features.feast_repo import push_source_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +47,6 @@ def _json_value(value: Any) -> Any:
 
 def push_body(view: FeatureView, frame: pd.DataFrame, to: str = "online") -> dict[str, Any]:
     """The `/push` request body for one batch of a view's rows (exactly the definition's columns)."""
-    from features.feast_repo import push_source_name
 
     if to not in PUSH_TARGETS:
         raise ValueError(f"push target {to!r} is not one of {PUSH_TARGETS}")

@@ -34,7 +34,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most requests in one batch.")] = 100,
 ) -> None:
     """Run the server in the foreground until Ctrl-C."""
-    from inference.server import run
+    from inference.server import run  # noqa: PLC0415  heavy: loads uvicorn only when called
 
     if not (model_dir / "metadata.json").is_file():
         typer.echo(

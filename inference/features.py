@@ -72,7 +72,7 @@ class InMemoryFeatureStore:
                 f"user feature file {path} does not exist; point MLOPS_SERVE_FEATURE_SOURCE at a "
                 "Parquet file of user features (e.g. the training job's features/user_features.parquet)"
             )
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # noqa: PLC0415  heavy: loads pyarrow only when called
 
         return cls(pq.read_table(path).to_pydict(), feature_names, str(path))
 
@@ -158,8 +158,8 @@ class SageMakerFeatureStore:
         endpoint_url: str | None = None,
     ) -> None:
         if client is None:
-            import boto3
-            from botocore.config import Config
+            import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+            from botocore.config import Config  # noqa: PLC0415  heavy: loads botocore only when called
 
             # No retries: a slow store must not hold the request past its budget; fallback answers instead.
             cfg = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"total_max_attempts": 1})
@@ -170,7 +170,7 @@ class SageMakerFeatureStore:
 
     def get_user_features(self, user_id: int) -> dict[str, float] | None:
         """GetRecord by user id; None when the group holds no record for the user."""
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError  # noqa: PLC0415  heavy: loads botocore only when called
 
         try:
             resp = self._client.get_record(

@@ -66,7 +66,7 @@ class ModelArtifacts:
 
 def _read_catalog(path: Path, movie_ids: I64) -> dict[str, list[Any]]:
     # pyarrow, not pandas: importing pandas costs the container seconds of start-up for one small table.
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # noqa: PLC0415  heavy: loads pyarrow only when called
 
     file = path / CATALOG_FILE
     if not file.is_file():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -63,8 +65,6 @@ def build_app(context: dict[str, Any] | None = None, outdir: str | None = None) 
 
 def project_context() -> dict[str, Any]:
     """The `context` of the project's cdk.json (what the CDK CLI passes to app.py)."""
-    import json
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "cdk.json"
     context = json.loads(path.read_text())["context"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.settings import EnvironmentSettings
+from pipelines.definition import definition_json
 from pipelines.settings import PipelineSettings
 
 # Values only known at deploy time; the definition is built with these placeholders and Fn::Sub fills them.
@@ -74,7 +75,6 @@ def pipeline_settings(settings: EnvironmentSettings, values: DeployValues) -> Pi
 def definition_body(settings: EnvironmentSettings, values: DeployValues) -> str:
     """The pipeline definition JSON the pipeline room's builder makes for these values."""
     # The builder sets the SDK up itself (pipelines.sdk): synth makes no AWS call.
-    from pipelines.definition import definition_json
 
     return definition_json(pipeline_settings(settings, values))
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version as dist_version
 from typing import Annotated
 
 import typer
 
-from mlops import verbosity
+from mlops import commands, verbosity
 
 app = typer.Typer(
     name="mlops",
@@ -35,7 +36,6 @@ def _root(
 @app.command()
 def version() -> None:
     """Print the platform's version."""
-    from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("mlops-movielens"))
 
@@ -44,7 +44,6 @@ def _register() -> None:
     """Attach each room's command group; each module owns its own `app`."""
     # Imported lazily per group so `mlops --help` stays fast and a room's heavy imports
     # (TensorFlow, Feast) load only when that room's command runs.
-    from mlops import commands
 
     for name, group in commands.groups():
         app.add_typer(group, name=name)

@@ -11,6 +11,7 @@ import typer
 from dataset import paths, store, versioning
 from dataset.schema import DATASETS, dataset_spec
 from dataset.sources import SourceError
+from dataset.tables import dataset_version
 from mlops.cli_common import JsonOpt, err, fail
 
 app = typer.Typer(help="MovieLens data: fetch, validate, version (DVC).", no_args_is_help=True)
@@ -133,7 +134,6 @@ def validate(
 @app.command()
 def version(dataset: DatasetOpt) -> None:
     """Print the dataset version (DVC's md5 of the raw directory)."""
-    from dataset.tables import dataset_version
 
     _check_dataset(dataset)
     try:

@@ -5,12 +5,16 @@ MovieLens, the pipeline in local mode, approval in the registry, a local endpoin
 SageMaker LocalSession on port 8080), then recommendations, metrics and where to look next. The
 endpoint is torn down at the end unless `--serve` keeps it up in the foreground until Ctrl-C.
 A failure or Ctrl-C stops every stand-in and container.
+
+Why one module over 400 lines: it is the demo's script, its seven steps in the order they print,
+with the tables they print; each step is its own function.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +31,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from dataset.paths import ROOT
+from dataset.paths import ROOT, state_dir
+from features.definition import feature_view
+from inference.features import FeastHttpFeatureStore, FeatureLookupError
 from mlops import verbosity
+from pipelines import registry
+from pipelines.local import LOCAL_ROLE, host_user, local_settings, run_local
 from pipelines.sdk import configure_sdk
 from standins import servers
 from standins.docker import docker_bridge_ip, ensure_docker, remove_containers
@@ -45,9 +54,6 @@ DEMO_LABEL = "io.mlops.demo"
 
 def demo_labels() -> dict[str, str]:
     """The labels of this checkout's demo containers."""
-    import hashlib
-
-    from dataset.paths import state_dir
 
     return {DEMO_LABEL: hashlib.sha256(str(state_dir().resolve()).encode()).hexdigest()[:16]}
 
@@ -109,8 +115,6 @@ def warm_feast(url: str, users: tuple[int, ...]) -> dict[int, float]:
     a busy machine); the endpoint's 0.5 s budget would turn that into cold-start fallbacks.
     Returns each user's lookup time in seconds; a user Feast does not know raises DemoError.
     """
-    from features.definition import feature_view
-    from inference.features import FeastHttpFeatureStore, FeatureLookupError
 
     view = feature_view("user_features")
     store = FeastHttpFeatureStore(url, view.name, view.feature_names, timeout_s=120)
@@ -135,10 +139,8 @@ def warm_feast(url: str, users: tuple[int, ...]) -> dict[int, float]:
 def deploy(model_data_url: str, image: str, role: str, feast_url: str) -> Any:
     """Serve the model with SageMaker's LocalSession on port 8080, features from Feast; return the session."""
     sdk_config = configure_sdk("us-east-1")
-    import boto3
-    from sagemaker.core.local import LocalSession
-
-    from pipelines.local import host_user
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+    from sagemaker.core.local import LocalSession  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=sdk_config)
     host_user(session, demo_labels())
@@ -214,7 +216,7 @@ def recommend(users: tuple[int, ...]) -> dict[int, dict[str, Any]]:
 
 def movie_details(movies: Any) -> dict[int, tuple[str, str]]:
     """Movie id -> (year, genres) as the tables print them, from the movies table (contract table 1)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  heavy: loads pandas only when called
 
     return {
         int(movie_id): ("" if pd.isna(year) else str(int(year)), str(genres).replace("|", ", "))
@@ -268,10 +270,40 @@ def _metrics_table(evaluation: dict[str, Any]) -> Table:
     return table
 
 
+def print_recommendations(console: Console, recommendations: dict[int, Any]) -> None:
+    """One table per user: rank, id, title, year, genres and the predicted rating."""
+    from dataset.tables import load_tables  # noqa: PLC0415  heavy: loads pandas only when called
+
+    details = movie_details(load_tables("ml-100k").movies)
+    for user, answer in recommendations.items():
+        console.print(recommendation_table(user, answer, details))
+
+
+def data_and_features(lap: Callable[[str, float], None]) -> servers.Service:
+    """Fetch ml-100k and make sure the Feast feature server runs on it; return the server."""
+    start = time.monotonic()
+    _mlops("data", "fetch", "--dataset", "ml-100k")
+    lap("data", start)
+    # start_feast_server shows its own progress (one rich live display at a time).
+    start = time.monotonic()
+    feast = ensure_feast("ml-100k")
+    lap("feast", start)
+    console.print(f"Feast feature server {feast.url} (the endpoint reads user features there)")
+    return feast
+
+
+def approve(model_package_arn: str) -> str:
+    """Approve the package in the moto server's registry, as a reviewer would; return its status."""
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    registry.approve(sm, model_package_arn, "approved by make demo")
+    status: str = sm.describe_model_package(ModelPackageName=model_package_arn)["ModelApprovalStatus"]
+    return status
+
+
 def run(serve: bool) -> dict[str, Any]:
     """The whole demo; returns what it printed, as data."""
-    from pipelines import registry
-    from pipelines.local import LOCAL_ROLE, local_settings, run_local
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -296,14 +328,7 @@ def run(serve: bool) -> dict[str, Any]:
     console.print(f"moto server {moto.url}, MLflow {mlflow.url}")
 
     console.print("[4/7] MovieLens ml-100k, and the Feast feature server")
-    start = time.monotonic()
-    _mlops("data", "fetch", "--dataset", "ml-100k")
-    lap("data", start)
-    # start_feast_server shows its own progress (one rich live display at a time).
-    start = time.monotonic()
-    feast = ensure_feast("ml-100k")
-    lap("feast", start)
-    console.print(f"Feast feature server {feast.url} (the endpoint reads user features there)")
+    feast = data_and_features(lap)
 
     console.print("[5/7] pipeline in local mode (Prepare, Train, Evaluate, quality check), then register")
     start = time.monotonic()
@@ -321,11 +346,7 @@ def run(serve: bool) -> dict[str, Any]:
     lap("pipeline", start)
 
     with console.status("[6/7] approve the model package"):
-        import boto3
-
-        sm = boto3.client("sagemaker", region_name="us-east-1")
-        registry.approve(sm, result.model_package_arn, "approved by make demo")
-        approval = sm.describe_model_package(ModelPackageName=result.model_package_arn)["ModelApprovalStatus"]
+        approval = approve(result.model_package_arn)
 
     console.print(f"[7/7] deploy to a local endpoint on port {PORT} (serving image, LocalSession)")
     start = time.monotonic()
@@ -335,11 +356,7 @@ def run(serve: bool) -> dict[str, Any]:
     lap("deploy", start)
     try:
         recommendations = recommend(DEMO_USERS)
-        from mlops.data.tables import load_tables
-
-        details = movie_details(load_tables("ml-100k").movies)
-        for user, answer in recommendations.items():
-            console.print(recommendation_table(user, answer, details))
+        print_recommendations(console, recommendations)
         console.print(_metrics_table(result.evaluation))
         timings["total"] = round(time.monotonic() - t0, 1)
         console.print(

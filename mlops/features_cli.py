@@ -12,6 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from dataset.dataset_names import DatasetName
+from features import feast_repo
+from features.definition import DEFINITION_VERSION
+from features.online import FeastOnlineReader, UnknownEntityError
+from features.sagemaker import feature_group_specs
 from mlops.cli_common import JsonOpt, err, fail
 
 app = typer.Typer(
@@ -51,7 +55,6 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute feature snapshots from the dataset's tables, write the Feast repo and apply it."""
-    from features import feast_repo
 
     try:
         with _feast_quiet_stdout(f"building the Feast repo for {dataset}"):
@@ -71,8 +74,6 @@ def build(
 @app.command()
 def materialize(dataset: DatasetOpt = DatasetName.ML_100K, as_json: JsonOpt = False) -> None:
     """Load the latest features into the SQLite online store (builds the repo first if needed)."""
-    from features import feast_repo
-    from features.definition import DEFINITION_VERSION
 
     repo = feast_repo.FeastRepo.for_dataset(dataset)
     try:
@@ -113,7 +114,6 @@ def show(
     """Print one user's (or movie's) features from the online store."""
     if (user_id is None) == (movie_id is None):
         raise fail("give exactly one of --user-id N or --movie-id N", as_json)
-    from features.online import FeastOnlineReader, UnknownEntityError
 
     view, key_name, key = (
         ("user_features", "user_id", user_id)
@@ -150,7 +150,6 @@ def show(
 @app.command()
 def sagemaker(as_json: JsonOpt = False) -> None:
     """Print the SageMaker Feature Store feature groups the definition exports."""
-    from features.sagemaker import feature_group_specs
 
     specs = feature_group_specs()
     if as_json:

@@ -12,6 +12,10 @@ from rich.console import Console
 
 from dataset.dataset_names import DatasetName
 from mlops.cli_common import JsonOpt, parse_params
+from pipelines import control
+from pipelines.definition import definition_json
+from pipelines.local import LocalRunError, run_local
+from pipelines.settings import load_settings
 
 app = typer.Typer(
     name="pipeline",
@@ -27,7 +31,6 @@ SettingsOption = Annotated[
 
 
 def _settings(path: Path | None, **overrides: object) -> Any:
-    from pipelines.settings import load_settings
 
     try:
         return load_settings(path, **overrides)
@@ -49,7 +52,6 @@ def definition(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
     """Print the pipeline definition JSON (built offline, byte-identical for the same settings)."""
-    from pipelines.definition import definition_json
 
     text = definition_json(_settings(settings))
     if output is None:
@@ -62,8 +64,6 @@ def definition(
 @app.command()
 def upsert(settings: SettingsOption = None, as_json: JsonOpt = False) -> None:
     """Create or update the pipeline in SageMaker (AWS_ENDPOINT_URL points it at a moto server)."""
-    from pipelines import control
-    from pipelines.definition import definition_json
 
     s = _settings(settings)
     result = control.upsert(control.sagemaker_client(s), s, definition_json(s))
@@ -87,7 +87,6 @@ def start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start an execution of the upserted pipeline."""
-    from pipelines import control
 
     s = _settings(settings)
     overrides = parse_params(param)
@@ -108,7 +107,6 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show an execution's status (and its steps where the service lists them)."""
-    from pipelines import control
 
     s = _settings(settings)
     client = control.sagemaker_client(s)
@@ -143,7 +141,6 @@ def run(
             "`mlops pipeline start`"
         )
         raise typer.Exit(2)
-    from pipelines.local import LocalRunError, run_local
 
     overrides = parse_params(param)
     try:

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from dataset.dataset_names import DatasetName
 from dataset.paths import state_dir
+from dataset.tables import dataset_version, load_tables
 from pipelines.sdk import configure_sdk
 from standins.docker import docker_bridge_ip, remove_exited
 from standins.git import git_commit
@@ -63,9 +64,9 @@ def run_local_job(
 ) -> LocalJob:
     """Run a SageMaker local-mode training job (ModelTrainer, LOCAL_CONTAINER) and unpack its model."""
     configure_sdk(LOCAL_REGION)
-    from sagemaker.core.training.configs import Compute, InputData
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.model_trainer import Mode
+    from sagemaker.core.training.configs import Compute, InputData  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.train import ModelTrainer  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.train.model_trainer import Mode  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,6 @@ def train_local(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train on a dataset in SageMaker local mode with the ML image and report the model's metrics."""
-    from dataset.tables import dataset_version, load_tables
 
     console = Console(stderr=True)
     tables = load_tables(dataset)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines.definition import parameters as pipeline_parameters
 from pipelines.settings import PipelineSettings
 
 if TYPE_CHECKING:
@@ -22,14 +25,13 @@ class UpsertResult:
 
 def sagemaker_client(settings: PipelineSettings) -> SageMakerClient:
     """A boto3 SageMaker client for the settings' region (AWS_ENDPOINT_URL is honoured by boto3)."""
-    import boto3
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
 
     return boto3.client("sagemaker", region_name=settings.region)
 
 
 def upsert(client: SageMakerClient, settings: PipelineSettings, definition: str) -> UpsertResult:
     """Create the pipeline, or update it in place when it exists: running it twice is a no-op."""
-    import hashlib
 
     common: dict[str, Any] = {
         "PipelineName": settings.pipeline_name,
@@ -75,10 +77,8 @@ def check_parameters(declared: list[Any], given: dict[str, str]) -> None:
 
 def start(client: SageMakerClient, settings: PipelineSettings, parameters: dict[str, str]) -> str:
     """Start an execution with the given parameter overrides; return its ARN."""
-    from pipelines.definition import parameters as pipeline_parameters
 
     check_parameters(pipeline_parameters(settings).all(), parameters)
-    import uuid
 
     display = f"{settings.pipeline_name}-{parameters.get('DatasetName', settings.dataset)}"
     response = client.start_pipeline_execution(
@@ -120,8 +120,8 @@ def status(client: SageMakerClient, execution_arn: str) -> dict[str, Any]:
 
 def _one_attempt(client: SageMakerClient) -> SageMakerClient:
     """A copy of the client that does not retry."""
-    import boto3
-    from botocore.config import Config
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+    from botocore.config import Config  # noqa: PLC0415  heavy: loads botocore only when called
 
     return boto3.client(
         "sagemaker",

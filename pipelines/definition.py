@@ -3,14 +3,21 @@
 Built from `PipelineSettings` alone, with no AWS call and no network, so the CDK app embeds the
 very same JSON. Step code is baked into the ML image (`python -m pipelines.steps.<step>`), so
 nothing is uploaded and two builds give byte-identical JSON.
+
+Why one module over 400 lines: it is the one pipeline definition, its steps in execution order,
+so a reader checks every step's inputs, outputs, parameters and caching against the next in one
+place; each step is its own small function.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from dataset.dataset_names import DatasetName
+from pipelines import registry
 from pipelines.sdk import configure_sdk
 from pipelines.settings import APPROVAL_STATUSES, PIPELINE_HYPERPARAMETERS, PipelineSettings
 
@@ -60,7 +67,7 @@ class Parameters:
 def parameters(settings: PipelineSettings) -> Parameters:
     """The pipeline parameters, with the settings' values as defaults."""
     configure_sdk(settings.region)
-    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return Parameters(
         input_data_uri=ParameterString("InputDataUri", default_value=settings.default_input_uri),
@@ -96,8 +103,8 @@ def parameters(settings: PipelineSettings) -> Parameters:
 def offline_session(settings: PipelineSettings) -> Any:
     """A PipelineSession that captures step arguments and never calls AWS."""
     sdk_config = configure_sdk(settings.region)
-    import boto3
-    from sagemaker.core.workflow.pipeline_context import PipelineSession
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+    from sagemaker.core.workflow.pipeline_context import PipelineSession  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     class _OfflinePipelineSession(PipelineSession):  # type: ignore[misc]
         """PipelineSession whose default bucket is the configured one, without probing S3."""
@@ -118,7 +125,7 @@ def offline_session(settings: PipelineSettings) -> Any:
 
 def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> Any:
     """A per-dataset-version S3 prefix: the same inputs give the same paths, so caching holds."""
-    from sagemaker.core.workflow.functions import Join
+    from sagemaker.core.workflow.functions import Join  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return Join(
         on="/",
@@ -132,7 +139,7 @@ def _s3_prefix(settings: PipelineSettings, params: Parameters, *parts: Any) -> A
 
 
 def _processing_input(name: str, source: Any, destination: str) -> Any:
-    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
+    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return ProcessingInput(
         input_name=name,
@@ -143,7 +150,7 @@ def _processing_input(name: str, source: Any, destination: str) -> Any:
 
 
 def _processing_output(name: str, destination: Any) -> Any:
-    from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output
+    from sagemaker.core.shapes import ProcessingOutput, ProcessingS3Output  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return ProcessingOutput(
         output_name=name,
@@ -156,7 +163,7 @@ def _processing_output(name: str, destination: Any) -> Any:
 
 
 def _processor(settings: PipelineSettings, params: Parameters, session: Any, step: str) -> Any:
-    from sagemaker.core.processing import Processor
+    from sagemaker.core.processing import Processor  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return Processor(
         role=settings.role_arn,
@@ -173,15 +180,15 @@ def _processor(settings: PipelineSettings, params: Parameters, session: Any, ste
 def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, register: bool = True) -> Any:
     """Build the Pipeline. `register=False` leaves out the ModelStep (local mode cannot run it)."""
     configure_sdk(settings.region)
-    from sagemaker.core.workflow.conditions import (
+    from sagemaker.core.workflow.conditions import (  # noqa: PLC0415  heavy: loads sagemaker only when called
         ConditionGreaterThan,
         ConditionGreaterThanOrEqualTo,
         ConditionLessThan,
         ConditionLessThanOrEqualTo,
     )
-    from sagemaker.core.workflow.functions import Join, JsonGet
-    from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow import (
+    from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.core.workflow.properties import PropertyFile  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.mlops.workflow import (  # noqa: PLC0415  heavy: sagemaker, only when a definition or session is built
         CacheConfig,
         ConditionStep,
         FailStep,
@@ -189,8 +196,8 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
         ProcessingStep,
         TrainingStep,
     )
-    from sagemaker.train import ModelTrainer
-    from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.train import ModelTrainer  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     session = session if session is not None else offline_session(settings)
     params = parameters(settings)
@@ -358,7 +365,7 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
 
 def evaluation_uri(evaluate: Any) -> Any:
     """The S3 URI of evaluate's evaluation.json, as a pipeline expression."""
-    from sagemaker.core.workflow.functions import Join
+    from sagemaker.core.workflow.functions import Join  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return Join(
         on="/",
@@ -373,11 +380,9 @@ def _register_step(
     settings: PipelineSettings, params: Parameters, session: Any, train: Any, evaluate: Any, metric: Any
 ) -> Any:
     """The ModelStep registering the model package, with metrics and lineage (shared with local)."""
-    from sagemaker.core.workflow.execution_variables import ExecutionVariables
-    from sagemaker.mlops.workflow import ModelStep
-    from sagemaker.serve.model_builder import ModelBuilder
-
-    from pipelines import registry
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.mlops.workflow import ModelStep  # noqa: PLC0415  heavy: sagemaker, only when a definition or session is built
+    from sagemaker.serve.model_builder import ModelBuilder  # noqa: PLC0415  heavy: sagemaker, only when a definition or session is built
 
     builder = ModelBuilder(
         image_uri=settings.serving_image_uri,
@@ -419,8 +424,6 @@ def _register_step(
 
 def definition_json(settings: PipelineSettings) -> str:
     """The pipeline definition as JSON: byte-identical for identical settings."""
-    import json
-    import logging
 
     # The SDK logs a warning per popped job name on every build; they say nothing actionable.
     logging.getLogger("sagemaker.core.workflow.utilities").setLevel(logging.ERROR)

@@ -46,7 +46,7 @@ class Lineage:
 
 def sdk_model_metrics(evaluation_uri: Any) -> Any:
     """The SDK's ModelMetrics pointing at evaluation.json (model quality statistics)."""
-    from sagemaker.core.shapes import MetricsSource, ModelMetrics, ModelQuality
+    from sagemaker.core.shapes import MetricsSource, ModelMetrics, ModelQuality  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return ModelMetrics(
         model_quality=ModelQuality(
@@ -57,7 +57,7 @@ def sdk_model_metrics(evaluation_uri: Any) -> Any:
 
 def sdk_metadata_properties(lineage: Lineage) -> Any:
     """The SDK's MetadataProperties: the git commit and the execution that generated the model."""
-    from sagemaker.core.shapes import MetadataProperties
+    from sagemaker.core.shapes import MetadataProperties  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return MetadataProperties(commit_id=lineage.git_commit, generated_by=lineage.pipeline_execution)
 

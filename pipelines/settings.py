@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from dataset.dataset_names import DatasetName
 from training.hyperparameters import Hyperparameters
@@ -192,9 +201,6 @@ class PipelineSettings(BaseModel):
 
 def load_settings(path: Path | None, **overrides: object) -> PipelineSettings:
     """Settings from a JSON file (optional) plus overrides; errors name the file and the field."""
-    import json
-
-    from pydantic import ValidationError
 
     raw: dict[str, object] = {}
     source = "defaults"

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from moto.applicationautoscaling.models import applicationautoscaling_backends
+from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat, cloudwatch_backends
 from moto.core.common_models import CloudFormationModel
+from moto.s3.models import s3_backends
+from moto.sagemaker.models import sagemaker_backends
+from moto.scheduler.models import scheduler_backends
+from moto.sns.models import sns_backends
 
 from standins import moto_patches
 from standins.moto_internals import missing_moto_internals
@@ -35,19 +43,16 @@ def _props(cloudformation_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sagemaker(account_id: str, region_name: str) -> Any:
-    from moto.sagemaker.models import sagemaker_backends
 
     return sagemaker_backends[account_id][region_name]
 
 
 def _autoscaling(account_id: str, region_name: str) -> Any:
-    from moto.applicationautoscaling.models import applicationautoscaling_backends
 
     return applicationautoscaling_backends[account_id][region_name]
 
 
 def _sns(account_id: str, region_name: str) -> Any:
-    from moto.sns.models import sns_backends
 
     return sns_backends[account_id][region_name]
 
@@ -103,7 +108,6 @@ def create_pipeline(
 
 def _metric_data_queries(metrics: list[Any] | None) -> list[Any] | None:
     """An alarm's metric-math `Metrics` as moto's MetricDataQuery objects (None when absent)."""
-    from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat
 
     if not metrics:
         return None
@@ -140,7 +144,6 @@ def create_alarm(
     name: str, p: dict[str, Any], account_id: str, region_name: str
 ) -> tuple[str, dict[str, str]]:
     """AWS::CloudWatch::Alarm, single-metric or metric math."""
-    from moto.cloudwatch.models import cloudwatch_backends
 
     name = p.get("AlarmName") or name
     backend: Any = cloudwatch_backends[account_id][region_name]
@@ -208,7 +211,6 @@ def create_schedule(
     name: str, p: dict[str, Any], account_id: str, region_name: str
 ) -> tuple[str, dict[str, str]]:
     """AWS::Scheduler::Schedule."""
-    from moto.scheduler.models import scheduler_backends
 
     name = p.get("Name") or name
     backend: Any = scheduler_backends[account_id][region_name]
@@ -233,7 +235,6 @@ def create_bucket_policy(
     name: str, p: dict[str, Any], account_id: str, region_name: str
 ) -> tuple[str, dict[str, str]]:
     """AWS::S3::BucketPolicy (stored; moto's server does not enforce policies unless auth is on)."""
-    from moto.s3.models import s3_backends
 
     s3_backends[account_id]["aws"].put_bucket_policy(p["Bucket"], json.dumps(p["PolicyDocument"]).encode())
     return p["Bucket"], {}
@@ -315,8 +316,6 @@ class _Resource(CloudFormationModel):  # type: ignore[misc]
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
         if attribute_name not in self._attributes:
-            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
-
             raise UnformattedGetAttTemplateException()
         return self._attributes[attribute_name]
 
@@ -372,7 +371,6 @@ def register() -> list[str]:
     Refuses (RuntimeError naming each) when a moto internal it relies on moved: a moto upgrade
     then fails here, at server start, not as a half-deployed stack.
     """
-    from moto.cloudformation import parsing
 
     problems = missing_moto_internals()
     if problems:

@@ -181,7 +181,7 @@ def _internal_problem(module: str, path: str, keywords: tuple[str, ...]) -> str 
 
 def missing_moto_internals() -> list[str]:
     """One message per moto internal the handlers use that moved or changed; empty when all are there."""
-    import moto
+    import moto  # noqa: PLC0415  heavy: loads moto only when called
 
     problems = []
     for module, path, keywords in MOTO_INTERNALS:

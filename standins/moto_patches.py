@@ -45,7 +45,7 @@ def _bucket_configuration() -> None:
 
     Versioning, public access block, lifecycle rules and access logging, each as the S3 API would.
     """
-    from moto.s3.models import FakeBucket, s3_backends
+    from moto.s3.models import FakeBucket, s3_backends  # noqa: PLC0415  heavy: loads moto only when called
 
     original = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
@@ -93,8 +93,8 @@ def _conditional_statements_neutral() -> None:
     It cannot evaluate the conditions (aws:SecureTransport and the like) at all, so here a statement
     with a Condition neither allows nor denies; the stored policy is left exactly as deployed.
     """
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-    from moto.s3.models import FakeBucket
+    from moto.iam.access_control import IAMPolicy, PermissionResult  # noqa: PLC0415  heavy: loads moto only when called
+    from moto.s3.models import FakeBucket  # noqa: PLC0415  heavy: loads moto only when called
 
     def get_permission(self: Any, action: str, resource: str) -> Any:
         if self.policy is None:
@@ -113,7 +113,7 @@ def _conditional_statements_neutral() -> None:
 
 def _kms_key_template_shapes() -> None:
     """moto's CloudFormation key passes template Tags ({Key, Value}); its backend wants TagKey/TagValue."""
-    from moto.kms.models import Key
+    from moto.kms.models import Key  # noqa: PLC0415  heavy: loads moto only when called
 
     original = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
@@ -143,7 +143,7 @@ def _change_sets_export_outputs() -> None:
 
     `cdk deploy` always deploys through change sets and passes cross-stack values as exports.
     """
-    from moto.cloudformation.models import CloudFormationBackend, Stack, cloudformation_backends
+    from moto.cloudformation.models import CloudFormationBackend, Stack, cloudformation_backends  # noqa: PLC0415  heavy: loads moto only when called
 
     # A stack made by CreateChangeSet gets no view of the region's exports, so Fn::ImportValue fails.
     stack_init = Stack.__init__
@@ -174,7 +174,7 @@ def _change_sets_export_outputs() -> None:
 
 def _sagemaker_names_from_template() -> None:
     """moto's CloudFormation ignores EndpointName, EndpointConfigName and ModelName and makes up names."""
-    from moto.sagemaker import models
+    from moto.sagemaker import models  # noqa: PLC0415  heavy: loads moto only when called
 
     for cls, prop in (
         (models.FakeEndpoint, "EndpointName"),

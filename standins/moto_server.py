@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from moto.server import ThreadedMotoServer
+
 from standins.cfn_handlers import register
 from standins.ports import free_port
 
@@ -19,7 +21,6 @@ def main() -> None:
     args = parser.parse_args()
     port = args.port or free_port()
     added = register()
-    from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataset.paths import state_dir
+from features.feast_repo import ensure_built
 from standins import StandInError
 from standins.docker import docker_bridge_ip
 from standins.ports import free_port
@@ -206,7 +207,6 @@ def start_feast(
 
 def start_feast_server(dataset: str, console: Console) -> Service:
     """Build the dataset's Feast repo if needed and start `feast serve` where containers reach it."""
-    from features.feast_repo import ensure_built
 
     with console.status(f"Feast repo and feature server for {dataset}"):
         repo = ensure_built(dataset, log=lambda line: console.print(f"  feast: {line}"))

@@ -67,7 +67,7 @@ def strategy_for(resource: ResourceConfig, environ: Mapping[str, str] | None = N
     environ = os.environ if environ is None else environ
     overrides = parse_worker_overrides(environ.get(WORKERS_ENV, ""))
     os.environ["TF_CONFIG"] = json.dumps(tf_config(resource, DEFAULT_PORT, overrides))
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -88,7 +88,7 @@ def wait_for_all_workers(strategy: Any, workers: int) -> None:
     SageMaker local mode stops every container as soon as one exits, and a non-chief worker finishes
     first (it exports nothing and tracks nothing), which would cut the chief off mid-export.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     arrived = int(strategy.reduce(tf.distribute.ReduceOp.SUM, tf.constant(1), axis=None))
     if arrived != workers:

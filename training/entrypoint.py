@@ -18,7 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.contract import SageMakerEnv, split_container_keys
+from training.distributed import strategy_for, wait_for_all_workers, weights_digest
+from training.hyperparameters import Hyperparameters
+from training.metrics import mae, rmse
 
 # Tests and `mlops train` runs on the host point this at a directory laid out like /opt/ml.
 ROOT_ENV = "MLOPS_SAGEMAKER_ROOT"
@@ -32,14 +37,12 @@ def run(env: SageMakerEnv, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
     container_keys, model_keys = split_container_keys(raw)
     resource = env.read_resource_config()
 
-    from training.hyperparameters import Hyperparameters
-    from training.tracking import Tracker, resolve_settings
+    from training.tracking import Tracker, resolve_settings  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     hp = Hyperparameters.from_sagemaker(model_keys)
     settings = resolve_settings(container_keys, os.environ, env.output_data_dir / "mlflow")
 
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any operation.
-    from training.distributed import strategy_for
 
     strategy = strategy_for(resource)
     if strategy is not None:
@@ -49,8 +52,8 @@ def run(env: SageMakerEnv, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
         )
     _log(f"host {resource.current_host} of {list(resource.hosts)}; hyperparameters {hp.model_dump()}")
 
-    from training.checkpoints import CheckpointCallback, CheckpointStore
-    from training.fit import TrainingData, fit
+    from training.checkpoints import CheckpointCallback, CheckpointStore  # noqa: PLC0415  heavy: loads tensorflow only when called
+    from training.fit import TrainingData, fit  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     data = TrainingData.from_channels(env.input_data_dir)
     # Every worker resumes from the same synced checkpoints; only the chief writes there (TF requires
@@ -103,8 +106,6 @@ def run(env: SageMakerEnv, extra_callbacks: Sequence[Any] = ()) -> dict[str, Any
             started=started,
         )
         if strategy is not None:
-            from training.distributed import wait_for_all_workers
-
             wait_for_all_workers(strategy, len(resource.hosts))
     except BaseException:
         tracker.end("FAILED")
@@ -130,8 +131,7 @@ def _finish(
     workers: int,
     started: float,
 ) -> dict[str, Any]:
-    from training.distributed import weights_digest
-    from training.export import export_model_dir
+    from training.export import export_model_dir  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     baselines = _baseline_scores(data)
     model_scores = {
@@ -198,7 +198,7 @@ def _track(
     scores: dict[str, dict[str, float]],
     model_dir: Path,
 ) -> None:
-    from training.tracking import plot_against_baselines, plot_learning_curves, scratch_dir
+    from training.tracking import plot_against_baselines, plot_learning_curves, scratch_dir  # noqa: PLC0415  heavy: loads tensorflow only when called
 
     tracker.log_metrics(metrics)
     plots = scratch_dir()
@@ -213,7 +213,6 @@ def _track(
 
 
 def _model_example(result: Any) -> dict[str, Any]:
-    import numpy as np
 
     towers = result.towers
     n = min(3, len(towers["user_ids"]), len(towers["movie_ids"]))
@@ -226,8 +225,7 @@ def _model_example(result: Any) -> dict[str, Any]:
 
 def _baseline_scores(data: Any) -> dict[str, dict[str, float]]:
     """Validation RMSE and MAE of the baselines fitted on the same training ratings."""
-    from training.baselines import BiasedBaseline, GlobalMean
-    from training.metrics import mae, rmse
+    from training.baselines import BiasedBaseline, GlobalMean  # noqa: PLC0415  heavy: loads pandas only when called
 
     if data.validation is None or not len(data.validation):
         return {}

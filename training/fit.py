@@ -1,4 +1,9 @@
-"""Fit the recommender on contract tables: `TrainingData` in, `FitResult` (model, history, towers) out."""
+"""Fit the recommender on contract tables: `TrainingData` in, `FitResult` (model, history, towers) out.
+
+Why one module over 400 lines: the checks of the contract tables, the index and feature matrices
+built from them and the fit that consumes them change together (the model's inputs); the Keras model
+itself is `training.model`, the multi-worker loop `training.loop`.
+"""
 
 from __future__ import annotations
 

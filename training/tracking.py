@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
+
+from training.fit import metric_name
 
 DEFAULT_EXPERIMENT = "movielens-recommender"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -184,7 +187,7 @@ class Tracker:
         try:
             if self.settings.kind == "http":
                 _probe(self.settings.uri, timeout)
-            import mlflow
+            import mlflow  # noqa: PLC0415  optional: the code runs without it
 
             mlflow.set_tracking_uri(self.settings.uri)
             client = mlflow.MlflowClient()
@@ -226,8 +229,7 @@ class Tracker:
         """Log the serving-form Keras model (MLflow's Keras flavour) with a signature from `example`."""
 
         def log(m: Any) -> None:
-            import tensorflow as tf
-            from mlflow.models import infer_signature
+            from mlflow.models import infer_signature  # noqa: PLC0415  heavy: loads mlflow only when called
 
             signature = infer_signature(example, model.predict(example, verbose=0))
             # Explicit requirements: MLflow would otherwise import the model in a subprocess to guess them.
@@ -246,7 +248,7 @@ class Tracker:
         """Close the run with `status` (FINISHED or FAILED)."""
         if self.enabled and self.report.run_id is not None:
             try:
-                import mlflow
+                import mlflow  # noqa: PLC0415  optional: the code runs without it
 
                 mlflow.end_run(status=status)
             except Exception as err:
@@ -260,7 +262,7 @@ class Tracker:
         if not self.active:
             return
         try:
-            import mlflow
+            import mlflow  # noqa: PLC0415  optional: the code runs without it
 
             action(mlflow)
         except Exception as err:
@@ -273,7 +275,6 @@ class _EpochMetrics(keras.callbacks.Callback):  # type: ignore[misc]
         self.tracker = tracker
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        from training.fit import metric_name
 
         # Under "epoch/" so the learning curves never mix with the job's final figures of the same name.
         named = {f"epoch/{metric_name(k)}": float(v) for k, v in (logs or {}).items()}
@@ -294,10 +295,10 @@ def _probe(uri: str, timeout: float) -> None:
 
 def plot_learning_curves(history: Mapping[str, list[float]], out: Path) -> Path:
     """One panel per metric, training beside validation, against the epoch: a PNG."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415  matplotlib: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415  matplotlib: the Agg backend is chosen before pyplot loads
 
     names = sorted({k.removeprefix("val_") for k in history if history[k]})
     if not names:
@@ -321,10 +322,10 @@ def plot_learning_curves(history: Mapping[str, list[float]], out: Path) -> Path:
 
 def plot_against_baselines(scores: Mapping[str, Mapping[str, float]], out: Path) -> Path:
     """Grouped bars: each metric (e.g. val RMSE, MAE) for the model and every baseline: a PNG."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415  matplotlib: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415  matplotlib: the Agg backend is chosen before pyplot loads
 
     predictors = list(scores)
     metrics = sorted({m for s in scores.values() for m in s})

@@ -133,7 +133,7 @@ def register_model_package(endpoint_url: str, group: str) -> str:
 
 
 def _sagemaker(endpoint_url: str) -> Any:
-    import boto3
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
 
     return boto3.client(
         "sagemaker",

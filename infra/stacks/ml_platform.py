@@ -17,6 +17,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
+from images.context import assemble_context
+from images.spec import IMAGES
 from infra.pipeline_body import (
     PLACEHOLDERS,
     execution_role_name,
@@ -37,8 +39,6 @@ def image_context(name: str) -> Path:
     The Dockerfiles expect the exported requirements and the host CA bundle at the context root, which
     the repository root is not; the images room's `assemble_context` writes exactly that layout.
     """
-    from images.context import assemble_context
-    from images.spec import IMAGES
 
     dest = CONTEXTS / name
     shutil.rmtree(dest, ignore_errors=True)
@@ -111,7 +111,6 @@ class MlPlatformStack(Stack):
                         )
                     )
             return uris
-        from images.spec import IMAGES
 
         built: list[str] = []
         for name in ("training", "serving"):

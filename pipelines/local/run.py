@@ -18,6 +18,8 @@ from typing import Any
 from rich.console import Console
 
 from dataset.dataset_names import DatasetName
+from dataset.versioning import dir_md5
+from features.feast_repo import record_push
 from pipelines import control, definition, registry
 from pipelines.local.keys import code_version, local_settings, settings_version
 from pipelines.local.result import LocalRunError, LocalRunResult
@@ -103,10 +105,9 @@ def gather_inputs(
     dataset: str, settings_path: Path | None, settings_overrides: dict[str, Any] | None
 ) -> Inputs:
     """Inputs phase: the moto endpoint, the settings, the raw data's version and the reuse key."""
-    import boto3
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
 
-    from dataset.tables import raw_dir
-    from dataset.versioning import dir_md5
+    from dataset.tables import raw_dir  # noqa: PLC0415  heavy: loads pandas only when called
 
     started = time.monotonic()
     require_aws_endpoint()
@@ -367,7 +368,6 @@ def by_prepare_output(execution: Any, name: str) -> str:
 
 def _record_feast_push(s3: Any, prefix: str, dataset: str, execution_id: str) -> None:
     """Note in the Feast repo's manifest what Prepare pushed (its ingestion.json), for `features show`."""
-    from features.feast_repo import record_push
 
     ingestion = _read_s3_json(s3, f"{prefix.rstrip('/')}/ingestion.json")
     record_push(dataset, {**ingestion, "pipeline_execution": execution_id})

@@ -37,9 +37,9 @@ def make_session(settings: PipelineSettings, labels: dict[str, str] | None = Non
     """A local pipeline session that captures step arguments like a PipelineSession."""
     sdk_config = configure_sdk(settings.region)
     endpoint = require_aws_endpoint()
-    import boto3
-    from sagemaker.core.workflow.pipeline_context import PipelineSession
-    from sagemaker.mlops.local import LocalPipelineSession
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
+    from sagemaker.core.workflow.pipeline_context import PipelineSession  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.mlops.local import LocalPipelineSession  # noqa: PLC0415  heavy: sagemaker, only when a definition or session is built
 
     class LocalRunSession(LocalPipelineSession, PipelineSession):  # type: ignore[misc]
         """LocalPipelineSession runs pipelines; PipelineSession makes steps capture arguments."""

@@ -23,7 +23,10 @@ import pandas as pd
 
 import modeldir
 from modeldir import ReferenceScorer
+from pipelines.registry import METRIC_KEYS, REGISTRY_SECTION, lookup
 from pipelines.steps.runner import run_step
+from training.baselines import BiasedBaseline, Popularity
+from training.metrics import held_out_ranks, hit_rate_at_k, mae, ndcg_at_k, rmse
 
 ROOT = Path("/opt/ml/processing")
 K = 10
@@ -88,7 +91,6 @@ def ranking_metrics(
     train: pd.DataFrame,
 ) -> dict[str, float]:
     """HitRate@10 and NDCG@10 of held-out movies, excluding each user's training movies."""
-    from training.metrics import held_out_ranks, hit_rate_at_k, ndcg_at_k
 
     col = pd.Series(np.arange(movie_ids.size), index=movie_ids)
     keep = targets["movie_id"].isin(col.index).to_numpy()
@@ -117,7 +119,6 @@ def build_report(
     test_rows: int,
 ) -> dict[str, Any]:
     """evaluation.json: SageMaker's model-quality layout plus baselines, lineage and registry strings."""
-    from pipelines.registry import METRIC_KEYS, REGISTRY_SECTION, lookup
 
     report: dict[str, Any] = {
         "regression_metrics": {
@@ -140,8 +141,6 @@ def build_report(
 
 def evaluate(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
     """Run the whole step with inputs and outputs under `root`; return the report."""
-    from training.baselines import BiasedBaseline, Popularity
-    from training.metrics import mae, rmse
 
     inputs = root / "input"
     train = pd.read_parquet(inputs / "train" / "ratings.parquet")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from dataset.dataset_names import DatasetName
+from dataset.schema import dataset_spec
+from dataset.store import Policy, build_report
+from dataset.validate import validate_dataset
+from dataset.versioning import dir_md5
+from features.definition import feature_view
+from features.push import push_features
+from features.sagemaker import to_record
 from pipelines.steps.runner import run_step
+from training.channels import SplitPolicy, write_channels
 
 ROOT = Path("/opt/ml/processing")
 HISTOGRAM_BINS = 10
@@ -32,10 +41,6 @@ def validate_raw(
     raw_dir: Path, dataset: str, expected_version: str
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Validate the raw files with the data layer's validator; refuse any rejection."""
-    from dataset.schema import dataset_spec
-    from dataset.store import Policy, build_report
-    from dataset.validate import validate_dataset
-    from dataset.versioning import dir_md5
 
     spec = dataset_spec(dataset)
     if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
@@ -93,10 +98,7 @@ def ingest_sagemaker(
     features: dict[str, pd.DataFrame], groups: dict[str, str], region: str, client: Any = None
 ) -> dict[str, Any]:
     """PutRecord every feature row into its SageMaker feature group (online + offline store)."""
-    import boto3
-
-    from features.definition import feature_view
-    from features.sagemaker import to_record
+    import boto3  # noqa: PLC0415  heavy: loads boto3 only when called
 
     client = client or boto3.client("sagemaker-featurestore-runtime", region_name=region)
     counts: dict[str, int] = {}
@@ -111,8 +113,6 @@ def ingest_sagemaker(
 
 def ingest_feast(features: dict[str, pd.DataFrame], url: str) -> dict[str, Any]:
     """Push every feature row to Feast's feature server (`POST /push`, online store), in batches."""
-    from features.definition import feature_view
-    from features.push import push_features
 
     if not url:
         raise PrepareError(
@@ -126,7 +126,6 @@ def ingest_feast(features: dict[str, pd.DataFrame], url: str) -> dict[str, Any]:
 
 def prepare(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
     """Run the whole step with inputs and outputs under `root`; return its summary."""
-    from training.channels import SplitPolicy, write_channels
 
     out = root / "output"
     tables, report = validate_raw(root / "input" / "raw", args.dataset, args.dataset_version)
@@ -170,7 +169,6 @@ def prepare(args: argparse.Namespace, root: Path = ROOT) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The step's arguments, as the pipeline definition passes them."""
-    import os
 
     parser = argparse.ArgumentParser(prog="pipelines.steps.prepare")
     parser.add_argument("--dataset", required=True, choices=DatasetName.values())
