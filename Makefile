@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 ML := .venv/bin
 CDK := .venv-cdk/bin
 
-.PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
+.PHONY: help setup setup-ml setup-cdk setup-node docker check test test-unit test-infra test-integration \
         lint demo demo-down bench bench-serve bench-model synth deploy-local
 
 help: ## List the targets (`make` alone does the same)
@@ -56,7 +56,11 @@ test-infra: setup-cdk setup-node ## CDK tests only: synth assertions, cdk-nag, c
 test-integration: setup docker ## Integration tests only (Docker, moto, the real CLI)
 	$(ML)/pytest tests/integration -q
 
-lint: setup ## ruff and mypy on both sides
+check: ## What CI runs: `make lint`, then `make test`
+	$(MAKE) --no-print-directory lint
+	@MAKE="$(MAKE)" scripts/test-suites.sh test-unit test-infra test-integration
+
+lint: setup ## ruff (style, complexity, imports at top) and mypy --strict on both sides
 	$(ML)/ruff check .
 	$(ML)/ruff format --check .
 	$(ML)/mypy dataset images standins mlops features pipelines training inference bench modeldir
