@@ -11,7 +11,7 @@ ML := .venv/bin
 CDK := .venv-cdk/bin
 
 .PHONY: help setup setup-ml setup-cdk setup-node docker test test-unit test-infra test-integration \
-        lint demo demo-down bench bench-serve bench-model synth deploy-local
+        lint mutate demo demo-down bench bench-serve bench-model synth deploy-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test-infra: setup-cdk setup-node
 
 test-integration: setup docker
 	$(ML)/pytest tests/integration -q
+
+mutate: setup ## Break each guarded check in a temporary copy (tests/mutations.toml): its tests must fail
+	$(ML)/python scripts/mutate.py
 
 lint: setup ## ruff and mypy on both sides
 	$(ML)/ruff check .
