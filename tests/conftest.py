@@ -1,4 +1,5 @@
-"""Hypothesis profiles for every test: reproducible in CI, wider on demand, seeds printed on failure.
+"""Hypothesis profiles for every test: reproducible in CI, wider on demand, seeds printed on failure;
+and the global random generators as each test found them.
 
 - `ci` (when `CI=true`): derandomized, so a run's examples depend only on the code and the tests, and
   a failure reproduces on any machine.
@@ -13,8 +14,11 @@ give their budget relative to the profile (`examples(8)` is eight times the prof
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import Iterator, Mapping
 
+import numpy as np
+import pytest
 from hypothesis import settings
 
 BASE_EXAMPLES = 100
@@ -36,3 +40,12 @@ def profile_name(env: Mapping[str, str] = os.environ) -> str:
 
 
 settings.load_profile(profile_name())
+
+
+@pytest.fixture(autouse=True)
+def _global_random_state_restored() -> Iterator[None]:
+    """Python's and NumPy's global generators as the test found them (set_random_seed sets both)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
