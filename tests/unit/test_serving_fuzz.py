@@ -12,10 +12,11 @@ import asyncio
 import io
 import json
 import time
+from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inference.app import ServingApp
@@ -192,13 +193,14 @@ def test_any_route_never_5xx(app, method, path):
 # --- a model with the ranking tower, behind a feature store that misbehaves -------------------------
 
 GOOD = {"user_rating_count": 10.0, "user_rating_mean": 3.0, "user_rating_std": 1.0}
-# The fallback each kind of user (user_id % 6) must get; kinds 0 and 1 answer features or None.
-EXPECTED_FALLBACK = {
+# What a user gets, by user_id % 5 (kinds 0 and 1 answer features or None); the late user times out.
+FALLBACK_BY_KIND = {
+    0: None,
     2: "feature_store_timeout",
     3: "feature_store_error",
     4: "feature_store_error",
-    5: "feature_store_timeout",
 }
+LATE_USER = 8
 
 
 class FlakyStore:
@@ -207,31 +209,48 @@ class FlakyStore:
     name = "flaky"
     blocking = True  # the server runs it in a thread under its feature timeout, like Feast or SageMaker
 
+    def __init__(self, late_s: float) -> None:
+        self.late_s = late_s
+
     def get_user_features(self, user_id: int) -> dict[str, float] | None:
-        kind = user_id % 6
-        if kind == 1:
+        kind = user_id % 5
+        if user_id == LATE_USER:
+            time.sleep(self.late_s)
+        elif kind == 1:
             return None
-        if kind == 2:
+        elif kind == 2:
             raise FeatureLookupError("feature_store_timeout", "the store's own client gave up")
-        if kind == 3:
+        elif kind == 3:
             raise FeatureLookupError("feature_store_error", "the store answered 500")
-        if kind == 4:
+        elif kind == 4:
             raise RuntimeError("the store client crashed")
-        if kind == 5:
-            time.sleep(0.05)  # past the server's 0.01 s feature timeout
         return dict(GOOD)
 
 
-@pytest.fixture(scope="module")
-def ranked_app(tmp_path_factory: pytest.TempPathFactory) -> ServingApp:
-    d = add_ranking_tower(write_model_dir(tmp_path_factory.mktemp("ranked") / "model"))
-    a = ServingApp(
-        ServerConfig(model_dir=d, max_batch=8, max_body_bytes=4096, feature_timeout_s=0.01), FlakyStore()
-    )
+def _ranked_app(d: Path, timeout_s: float, late_s: float) -> ServingApp:
+    config = ServerConfig(model_dir=d, max_batch=8, max_body_bytes=4096, feature_timeout_s=timeout_s)
+    a = ServingApp(config, FlakyStore(late_s))
     a._log_stream = io.StringIO()
     a.load()
     assert a.ready, a.load_error
     return a
+
+
+@pytest.fixture(scope="module")
+def ranked_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return add_ranking_tower(write_model_dir(tmp_path_factory.mktemp("ranked") / "model"))
+
+
+@pytest.fixture(scope="module")
+def ranked_app(ranked_dir: Path) -> ServingApp:
+    # Short timeout and a short lateness: many examples, and only "never a 5xx" is asserted.
+    return _ranked_app(ranked_dir, timeout_s=0.01, late_s=0.05)
+
+
+@pytest.fixture(scope="module")
+def patient_app(ranked_dir: Path) -> ServingApp:
+    # A timeout no prompt lookup misses on a loaded machine, and one user far later than it.
+    return _ranked_app(ranked_dir, timeout_s=0.5, late_s=1.0)
 
 
 @FUZZ
@@ -247,16 +266,18 @@ def test_ranking_model_with_a_failing_store_never_5xx(ranked_app, body):
     k=st.integers(min_value=1, max_value=20),
     ratings=st.booleans(),
 )
-def test_store_failures_fall_back_and_say_which(ranked_app, user_id, k, ratings):
+@example(user_id=LATE_USER, k=3, ratings=False)
+@example(user_id=LATE_USER, k=3, ratings=True)
+def test_store_failures_fall_back_and_say_which(patient_app, user_id, k, ratings):
     body = {"user_id": user_id, "movie_ids": [10, 20]} if ratings else {"user_id": user_id, "k": k}
-    status, payload = call(ranked_app, "POST", "/invocations", json.dumps(body).encode(), b"application/json")
+    raw = json.dumps(body).encode()
+    status, payload = call(patient_app, "POST", "/invocations", raw, b"application/json")
     assert status == 200, payload
     answer = orjson.loads(payload)
-    expected = EXPECTED_FALLBACK.get(user_id % 6)
-    if expected is not None:
-        assert answer["fallback"] == expected, answer
-    elif user_id % 6 == 0:
-        assert answer["fallback"] is None, answer
+    if user_id == LATE_USER:
+        assert answer["fallback"] == "feature_store_timeout", answer
+    elif user_id % 5 in FALLBACK_BY_KIND:
+        assert answer["fallback"] == FALLBACK_BY_KIND[user_id % 5], answer
     results = answer["ratings"] if ratings else answer["recommendations"]
     assert len(results) == (2 if ratings else k)
     if ratings:
