@@ -2,10 +2,10 @@
 
 For each mutation in tests/mutations.toml (a file, an exact snippet, what it becomes, the tests that
 must then fail), copy the repository's files into a temporary directory (tracked files and new ones
-git does not ignore, as the working tree holds them), apply the mutation there, and run the named
-tests there. A mutation whose tests all still pass "survived": the guard is gone. The working tree is
-never touched. First, one unmutated copy runs every named test, which must pass (else a failure
-would prove nothing).
+git does not ignore, as the working tree holds them; committed there as a repository of its own),
+apply the mutation there, and run the named tests there. A mutation whose tests all still pass
+"survived": the guard is gone. The working tree is never touched. First, one unmutated copy runs
+every named test, which must pass (else a failure would prove nothing).
 
     python scripts/mutate.py [--list tests/mutations.toml] [--only NAME ...] [--timeout SECONDS]
 
@@ -94,6 +94,14 @@ def copy_repo(dest: Path) -> Path:
             shutil.copy2(source, target)
     for name in LINKED:
         _link(ROOT / name, dest / name)
+    # A repository of its own: the code under test asks git (reuse keys, lineage, DVC commits).
+    for git in (["init", "-q"], ["add", "-A"], ["commit", "-q", "--no-verify", "-m", "mutation copy"]):
+        subprocess.run(
+            ["git", "-c", "user.name=mutate", "-c", "user.email=mutate@localhost", *git],
+            cwd=dest,
+            capture_output=True,
+            check=True,
+        )
     return dest
 
 
