@@ -71,7 +71,9 @@ def _run(env: dict[str, str], settings: Path) -> subprocess.CompletedProcess[str
 def test_corrupted_data_fails_at_prepare_and_registers_nothing(
     moto_env: dict[str, str], images: None, quick_settings: Path, tmp_path: Path
 ) -> None:
-    fetched = subprocess.run([MLOPS, "data", "fetch", "--dataset", "ml-100k"], env=moto_env, check=False)
+    fetched = subprocess.run(
+        [MLOPS, "data", "fetch", "--dataset", "ml-100k", "--no-dvc"], env=moto_env, check=False
+    )
     assert fetched.returncode == 0
     from mlops.data.tables import raw_dir
 
@@ -100,7 +102,9 @@ def test_model_missing_a_threshold_is_rejected_and_not_registered(
     moto_env: dict[str, str], images: None, tmp_path: Path
 ) -> None:
     """The quality gate's failing branch: Evaluate, then CheckQuality sends the run to RejectModel."""
-    fetched = subprocess.run([MLOPS, "data", "fetch", "--dataset", "ml-100k"], env=moto_env, check=False)
+    fetched = subprocess.run(
+        [MLOPS, "data", "fetch", "--dataset", "ml-100k", "--no-dvc"], env=moto_env, check=False
+    )
     assert fetched.returncode == 0
     settings = tmp_path / "settings.json"
     # One epoch, no feature store: as cheap as a full run gets. No model reaches RMSE 0.05 on ratings 1..5.
