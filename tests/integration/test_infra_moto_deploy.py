@@ -2,6 +2,21 @@
 
 Runs from .venv (the ML side, which has moto and the pipeline builder); the CDK side runs by subprocess in
 .venv-cdk. No Docker needed. A missing CDK environment or CLI fails the test, never skips it.
+
+What this proves, and what it does not. Most checks read back properties that moto, or our own
+CloudFormation handlers (`standins/cfn_handlers.py`), only store: the same code that wrote them
+answers, so they prove the templates deploy and carry the values, not that AWS would act on them.
+Stored only, not enforced by moto: bucket encryption (objects written without SSE headers stay
+unencrypted), the public access block (moto accepts a public-read ACL and a public bucket policy on
+such a bucket), the TLS-only bucket policy (moto has no TLS and cannot evaluate aws:SecureTransport;
+it would deny every request, so the local launcher makes conditional statements neutral), lifecycle
+rules, access logging, KMS key rotation, the SNS topic's key, alarms (never evaluated from metric
+data), data capture, autoscaling, the retraining schedule (never fires), feature groups and the
+pipeline (executions report Succeeded at once).
+
+Two checks ask moto to act, where its behaviour does not depend on our handlers: the raw bucket
+keeps every version of an object (moto's S3 versioning), and the deployed registry rule's pattern,
+matched by moto's EventBridge, lets only an Approved state change of our group through.
 """
 
 from __future__ import annotations
@@ -123,12 +138,14 @@ def test_feature_group_per_feature_view(deployed, settings: EnvironmentSettings)
         assert offline["TableFormat"] == "Iceberg"
 
 
-def test_model_package_group_and_pipeline_definition(deployed, settings: EnvironmentSettings) -> None:
+def test_model_package_group_and_pipeline_definition(
+    deployed, settings: EnvironmentSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sagemaker = _client(deployed, "sagemaker")
     group = sagemaker.describe_model_package_group(ModelPackageGroupName=settings.model_package_group_name)
     assert group["ModelPackageGroupName"] == settings.model_package_group_name
     stored = sagemaker.describe_pipeline(PipelineName=settings.pipeline_name)["PipelineDefinition"]
-    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", os.environ.get("AWS_DEFAULT_REGION", REGION))
     expected = definition_body(
         settings,
         DeployValues(
@@ -188,6 +205,65 @@ def test_registry_rule_fires_on_approved_only(deployed, settings: EnvironmentSet
     }
     (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert target["Arn"].endswith(f":{settings.prefix}-notifications")
+
+
+def test_raw_bucket_keeps_every_version(deployed, settings: EnvironmentSettings) -> None:
+    """Enforced: moto's S3 keeps a second version of an overwritten key in a versioned bucket."""
+    s3 = _client(deployed, "s3")
+    bucket, key = settings.bucket_name("raw"), "versioning-probe/u.data"
+    for body in (b"first", b"second"):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    try:
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+        assert len(versions) == 2, versions
+        (older,) = [v for v in versions if not v["IsLatest"]]
+        kept = s3.get_object(Bucket=bucket, Key=key, VersionId=older["VersionId"])["Body"].read()
+        assert kept == b"first"
+    finally:
+        for version in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []):
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+
+
+def test_registry_rule_lets_only_approved_through(deployed, settings: EnvironmentSettings) -> None:
+    """Enforced: moto's EventBridge matches the deployed pattern; a probe queue sees what it lets through."""
+    events, sqs = _client(deployed, "events"), _client(deployed, "sqs")
+    rule = f"{settings.prefix}-model-approved"
+    queue_url = sqs.create_queue(QueueName=f"{settings.prefix}-rule-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    # moto's EventBridge cannot deliver to SNS (put_events fails with a 500), so the deployed topic
+    # target steps aside for the probe queue while the deployed pattern stays as it is.
+    deployed_targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+    events.remove_targets(Rule=rule, Ids=[t["Id"] for t in deployed_targets])
+    events.put_targets(Rule=rule, Targets=[{"Id": "probe", "Arn": queue_arn}])
+    try:
+        sent = [
+            (settings.model_package_group_name, "PendingManualApproval"),
+            (settings.model_package_group_name, "Rejected"),
+            ("someone-elses-group", "Approved"),
+            (settings.model_package_group_name, "Approved"),
+        ]
+        for group, status in sent:
+            detail = {"ModelPackageGroupName": group, "ModelApprovalStatus": status}
+            events.put_events(
+                Entries=[
+                    {
+                        "Source": "aws.sagemaker",
+                        "DetailType": "SageMaker Model Package State Change",
+                        "Detail": json.dumps(detail),
+                    }
+                ]
+            )
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        details = [json.loads(m["Body"])["detail"] for m in received.get("Messages", [])]
+        assert details == [
+            {"ModelPackageGroupName": settings.model_package_group_name, "ModelApprovalStatus": "Approved"}
+        ]
+    finally:
+        events.remove_targets(Rule=rule, Ids=["probe"])
+        events.put_targets(Rule=rule, Targets=deployed_targets)
+        sqs.delete_queue(QueueUrl=queue_url)
 
 
 def test_retraining_schedule_starts_the_pipeline(deployed, settings: EnvironmentSettings) -> None:

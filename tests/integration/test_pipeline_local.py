@@ -24,12 +24,13 @@ GROUP = "mlops-movielens"
 
 @pytest.fixture(scope="module")
 def moto_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    os.environ["MLOPS_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    server = standins.start_moto(record=False)  # raises (fails the test) when it cannot start
-    try:
-        yield {**os.environ, **standins.aws_environment(server)}
-    finally:
-        standins.stop(server)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        server = standins.start_moto(record=False)  # raises (fails the test) when it cannot start
+        try:
+            yield {**os.environ, **standins.aws_environment(server)}
+        finally:
+            standins.stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,9 @@ def _run(env: dict[str, str], settings: Path) -> subprocess.CompletedProcess[str
 def test_corrupted_data_fails_at_prepare_and_registers_nothing(
     moto_env: dict[str, str], images: None, quick_settings: Path, tmp_path: Path
 ) -> None:
-    fetched = subprocess.run([MLOPS, "data", "fetch", "--dataset", "ml-100k"], env=moto_env, check=False)
+    fetched = subprocess.run(
+        [MLOPS, "data", "fetch", "--dataset", "ml-100k", "--no-dvc"], env=moto_env, check=False
+    )
     assert fetched.returncode == 0
     from dataset.tables import raw_dir
 
@@ -93,6 +96,49 @@ def test_corrupted_data_fails_at_prepare_and_registers_nothing(
     assert [s["name"] for s in report["steps"]] == ["Prepare"]
     packages = _sagemaker(moto_env).list_model_packages(ModelPackageGroupName=GROUP)
     assert packages["ModelPackageSummaryList"] == []
+
+
+def test_model_missing_a_threshold_is_rejected_and_not_registered(
+    moto_env: dict[str, str], images: None, tmp_path: Path
+) -> None:
+    """The quality gate's failing branch: Evaluate, then CheckQuality sends the run to RejectModel."""
+    fetched = subprocess.run(
+        [MLOPS, "data", "fetch", "--dataset", "ml-100k", "--no-dvc"], env=moto_env, check=False
+    )
+    assert fetched.returncode == 0
+    settings = tmp_path / "settings.json"
+    # One epoch, no feature store: as cheap as a full run gets. No model reaches RMSE 0.05 on ratings 1..5.
+    settings.write_text(
+        json.dumps(
+            {
+                "hyperparameters": {"epochs": "1", "seed": "42"},
+                "feature_store": "none",
+                "thresholds": {"max_rmse": 0.05},
+            }
+        )
+    )
+    client = _sagemaker(moto_env)
+    before = client.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    done = _run(moto_env, settings)
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["status"] == "Failed" and report["failed_step"] == "RejectModel", report
+    steps = {s["name"]: s for s in report["steps"]}
+    assert [s["name"] for s in report["steps"]] == [
+        "Prepare",
+        "Train",
+        "Evaluate",
+        "CheckQuality",
+        "RejectModel",
+    ]
+    assert all(
+        steps[name]["status"] == "Succeeded" for name in ("Prepare", "Train", "Evaluate", "CheckQuality")
+    )
+    message = steps["RejectModel"]["failure_reason"]
+    assert message.startswith("Model rejected: test rmse=") and "MaxRmse=0.05" in message, message
+    assert "MaxRmse=0.05" in report["reason"], report["reason"]
+    after = client.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    assert after == before
 
 
 def test_local_run_registers_model_with_metrics_and_lineage(

@@ -19,12 +19,13 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 @pytest.fixture(scope="module")
 def moto_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    os.environ["MLOPS_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    server = standins.start_moto(record=False)  # raises (fails the test) when it cannot start
-    try:
-        yield {**os.environ, **standins.aws_environment(server)}
-    finally:
-        standins.stop(server)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        server = standins.start_moto(record=False)  # raises (fails the test) when it cannot start
+        try:
+            yield {**os.environ, **standins.aws_environment(server)}
+        finally:
+            standins.stop(server)
 
 
 def _cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -55,10 +56,13 @@ def test_upsert_twice_is_idempotent_and_start_status(moto_env: dict[str, str]) -
     execution = client.describe_pipeline_execution(PipelineExecutionArn=started["execution_arn"])
     assert execution["PipelineArn"] == first["pipeline_arn"]
 
+    # Plumbing only: moto runs no step and reports every execution "Succeeded" at once, so the status
+    # proves that `status` finds the latest execution and passes the server's answer through, not that
+    # a pipeline ran. What we control: the execution found, the status as the server gives it, and
+    # saying that moto lists no steps.
     status = json.loads(_cli(moto_env, "status", "--json").stdout)
     assert status["execution_arn"] == started["execution_arn"]
-    # moto reports executions as finished at once and does not list steps; we say so.
-    assert status["status"] == "Succeeded"
+    assert status["status"] == execution["PipelineExecutionStatus"]
     assert "steps_unavailable" in status
 
 

@@ -29,7 +29,8 @@ def _require_docker() -> None:
 
 
 def _wait_for_port_8080_free(limit_s: float = 300) -> None:
-    """Another engineer's test may hold 8080 for a while: wait for it, then fail with a clear reason."""
+    """SageMaker local mode serves endpoints on 8080 only (by design): wait a while for whoever holds it
+    (another test run on a shared machine), then fail saying what to free."""
     deadline = time.monotonic() + limit_s
     while True:
         with socket.socket() as s:
@@ -39,7 +40,10 @@ def _wait_for_port_8080_free(limit_s: float = 300) -> None:
                 return
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"port 8080 stayed busy for {limit_s:.0f} s; local mode serves there only")
+                    pytest.fail(
+                        f"port 8080 stayed busy for {limit_s:.0f} s; SageMaker local mode serves endpoints "
+                        "only there: stop what listens on it (`ss -ltnp 'sport = :8080'`) and rerun"
+                    )
         time.sleep(2)
 
 
@@ -62,24 +66,36 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    import boto3
-    from sagemaker.core.local import LocalSession
-
-    root = tmp_path_factory.mktemp("local-mode")
-    sess = LocalSession(
-        boto_session=boto3.Session(region_name="us-east-1"), default_bucket="unused-local-bucket"
-    )
-    sess.config = {"local": {"local_code": True, "container_root": str(root)}}
-    # The SDK's local config schema has no health-check setting; its 120 s default is too short for a
-    # container starting on a loaded shared machine, which made the batch test flaky.
     import sagemaker.core.local.entities as local_entities
 
-    local_entities.HEALTH_CHECK_TIMEOUT_LIMIT = 300
-    yield sess
-    subprocess.run(["docker", "container", "prune", "-f"], capture_output=True, check=False)
+    from pipelines.local import RUN_LABEL, remove_containers
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ):
+            patch.setenv(name, os.environ.get(name, value))
+        # The SDK's local config schema has no health-check setting; its 120 s default is too short for a
+        # container starting on a loaded shared machine, which made the batch test flaky.
+        patch.setattr(local_entities, "HEALTH_CHECK_TIMEOUT_LIMIT", 300)
+        import boto3
+        from sagemaker.core.local import LocalSession
+
+        root = tmp_path_factory.mktemp("local-mode")
+        sess = LocalSession(
+            boto_session=boto3.Session(region_name="us-east-1"), default_bucket="unused-local-bucket"
+        )
+        # Local mode leaves its exited containers behind; the label lets teardown remove exactly these.
+        labels = {RUN_LABEL: f"serving-it-{uuid.uuid4().hex}"}
+        sess.config = {
+            "local": {"local_code": True, "container_root": str(root), "container_config": {"labels": labels}}
+        }
+        try:
+            yield sess
+        finally:
+            remove_containers(labels)
 
 
 def _model(session, image: str, model_dir: Path) -> str:
@@ -115,10 +131,15 @@ def test_endpoint_answers_through_invoke_endpoint(session, image, model_dir):
     try:
         runtime = session.sagemaker_runtime_client
 
-        def invoke(body: object, content_type: str = "application/json") -> dict:
+        def call(body: object, content_type: str = "application/json") -> tuple[int, dict]:
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             resp = runtime.invoke_endpoint(Body=raw, EndpointName=endpoint, ContentType=content_type)
-            return json.loads(resp["Body"].read())
+            return resp["ResponseMetadata"]["HTTPStatusCode"], json.loads(resp["Body"].read())
+
+        def invoke(body: object) -> dict:
+            status, answer = call(body)
+            assert status == 200, answer
+            return answer
 
         catalog = json.loads((model_dir / "metadata.json").read_text())
         top = invoke({"user_id": 1, "k": 10})
@@ -140,9 +161,11 @@ def test_endpoint_answers_through_invoke_endpoint(session, image, model_dir):
         assert all(lo <= r["rating"] <= hi for r in ratings["ratings"])
         batch = invoke({"instances": [{"user_id": 2, "k": 3}, {"user_id": 10**9, "k": 3}]})
         assert batch["predictions"][1]["fallback"] in ("unknown_user", "no_feature_store")
-        # Bad input through the same path. Real SageMaker raises ModelError carrying this body; the
-        # local runtime client hands the body back as it is.
-        error = invoke({"user_id": 1, "k": 0})["error"]
+        # Bad input through the same path. Real SageMaker raises ModelError carrying this body and the
+        # container's status; the local runtime client hands both back as they are.
+        status, answer = call({"user_id": 1, "k": 0})
+        assert status == 422, answer
+        error = answer["error"]
         assert error["code"] == "out_of_range" and error["field"] == "k"
     finally:
         client.delete_endpoint(EndpointName=endpoint)

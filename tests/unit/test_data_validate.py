@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from dataset.schema import DATASETS, GENRES
 from dataset.validate import REASONS, validate_dataset
+from tests.hypothesis_budget import examples
 
 ML100K = DATASETS["ml-100k"]
 ML1M = DATASETS["ml-1m"]
@@ -217,7 +218,7 @@ def test_all_files_empty(name):
 _FIELD = st.sampled_from(["1", "2", "3", "99", "0", "-1", "4.5", "x", "", "881250949", "9999999999", "é"])
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(0.5), deadline=None)
 @given(
     st.lists(
         st.tuples(st.lists(_FIELD, min_size=0, max_size=6), st.sampled_from(["\t", "|"])),

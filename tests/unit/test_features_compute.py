@@ -19,6 +19,7 @@ from features.compute import (
     user_features,
 )
 from features.definition import FEATURE_VIEWS, GENRES, feature_view
+from tests.hypothesis_budget import examples
 
 T0 = 1_000_000_000  # 2001-09-09 01:46:40 UTC
 DAY = 86_400
@@ -220,7 +221,7 @@ def test_snapshots_equal_features_as_of_each_time(ratings, movies):
 _GENRE_SETS = st.lists(st.sampled_from(GENRES[:6]), max_size=3, unique=True).map("|".join)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(0.4), deadline=None)
 @given(
     ratings_rows=st.lists(
         st.tuples(
