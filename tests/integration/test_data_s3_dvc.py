@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from dataset.tables import dataset_version, load_tables
+from standins.ports import free_port
 from tests.integration.test_data_http import grouplens_zip, run
 
 BIN = Path(sys.executable).parent
@@ -28,16 +28,10 @@ FAKE_AWS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     """A real moto server on a free 127.0.0.1 port; the test fails if it does not come up."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

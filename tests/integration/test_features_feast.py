@@ -20,6 +20,7 @@ from features.compute import user_features
 from features.definition import FEATURE_VIEWS, feature_view
 from features.feast_repo import FeastRepo, historical_features, registered_schema
 from features.sagemaker import feature_group_specs
+from standins.ports import free_port
 from tests.integration.conftest import seed_wheel_cache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,14 +203,6 @@ def test_online_reader(built):
     assert top["movie_rating_count"] == 583
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_feast_feature_server_serves_the_repo(built):
     """Serving reads user features from `feast serve` over HTTP: the generated repo must work there too."""
     import signal
@@ -218,7 +211,7 @@ def test_feast_feature_server_serves_the_repo(built):
     import urllib.request
 
     repo = FeastRepo.for_dataset(DATASET, built["data_dir"])
-    port = _free_port()
+    port = free_port()
     feast = ROOT / ".venv" / "bin" / "feast"
     log = (built["data_dir"] / "feast-serve.log").open("w")
     proc = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,15 +13,10 @@ import urllib.request
 import pytest
 
 from dataset.paths import ROOT
+from standins.ports import free_port
 from tests.serving_model import write_model_dir
 
 MLOPS = str(ROOT / ".venv" / "bin" / "mlops")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -35,7 +29,7 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def test_mlops_serve_runs_the_server_on_the_host(tmp_path):
     model = write_model_dir(tmp_path / "model")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [MLOPS, "serve", "--model-dir", str(model), "--port", str(port)],
         stderr=subprocess.PIPE,

@@ -15,15 +15,10 @@ import pandas as pd
 import pytest
 
 from inference.features import FeastHttpFeatureStore, FeatureLookupError
+from standins.ports import free_port
 
 pytestmark = pytest.mark.slow
 NAMES = ["user_rating_count", "user_rating_mean", "user_rating_std"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,7 @@ def feast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = FeatureStore(repo_path=str(repo))
     store.apply([user, view])
     store.write_to_online_store("user_features", rows)
-    port = _free_port()
+    port = free_port()
     feast = str(Path(sys.executable).parent / "feast")
     proc = subprocess.Popen(
         [feast, "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port)],

@@ -119,3 +119,21 @@ def test_a_module_over_400_lines_says_why_in_its_docstring() -> None:
     assert silent == [], (
         f"split these, or say why in the docstring ('Why one module over 400 lines: ...'): {silent}"
     )
+
+
+# Files a user of the repository does not have: the repository must not send readers to them.
+OUTSIDE = ("DESIGN" + ".md", "ENVIRONMENT" + ".md", "STYLE" + ".md", "MISSION" + ".md", "../" + "shared")
+
+
+def test_nothing_in_the_repo_refers_to_files_outside_it() -> None:
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    found = []
+    for name in sorted(set(listed.decode().split("\0")) - {""}):
+        path = ROOT / name
+        if not path.is_file() or path.suffix in (".lock", ".json", ".png"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found.extend(f"{name}: {ref}" for ref in OUTSIDE if ref in text)
+    assert found == [], f"these name files outside the repository; point at the repo's own docs: {found}"
