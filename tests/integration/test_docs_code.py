@@ -176,7 +176,7 @@ def _check_cdk(words: list[str]) -> None:
 
 
 def _check_docker(words: list[str]) -> None:
-    from images import IMAGES
+    from images.spec import IMAGES
 
     tags = {spec.tag for spec in IMAGES.values()}
     assert words[1] == "run", f"`{shlex.join(words)}`: only `docker run` is known"

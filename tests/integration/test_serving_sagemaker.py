@@ -68,7 +68,8 @@ def image() -> str:
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     import sagemaker.core.local.entities as local_entities
 
-    from pipelines.local import RUN_LABEL, remove_containers
+    from pipelines.local import RUN_LABEL
+    from standins.docker import remove_containers
 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in (
