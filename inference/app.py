@@ -104,6 +104,9 @@ class ServingApp(AsgiTransport):
             max_k=min(self.config.max_k, predictor.n_movies),
             max_movie_ids=self.config.max_movie_ids,
             genres=predictor.genres,
+            max_output_items=self.config.max_output_items,
+            max_input_items=self.config.max_input_items,
+            max_tensor_size=self.config.max_tensor_size,
         )
         self.metrics.model_info.labels(model.name, model.version).set(1)
         self.metrics.ready.set(1)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from inference.queries import Limits, Query, RequestError, parse_query, show
+from inference.queries import Budget, Limits, Query, RequestError, clip, parse_query, show
 from inference.routes import Route
 from inference.transport import Answer, Scope
 
@@ -54,8 +54,16 @@ def parse_json(body: bytes, limits: Limits) -> tuple[list[Query], bool]:
                 "(MLOPS_SERVE_MAX_BATCH); split the batch",
                 "instances",
             )
-        return [parse_query(item, limits, f"instances[{i}]") for i, item in enumerate(items)], True
-    return [parse_query(obj, limits)], False
+        budget = Budget(limits)
+        queries = []
+        for i, item in enumerate(items):
+            q = parse_query(item, limits, f"instances[{i}]")
+            budget.add(q, f"instances[{i}]")
+            queries.append(q)
+        return queries, True
+    q = parse_query(obj, limits)
+    Budget(limits).add(q)
+    return [q], False
 
 
 def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
@@ -73,7 +81,13 @@ def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
             "lower the transform job's MaxPayloadInMB or raise the limit",
             None,
         )
-    return [parse_query(_loads(ln, f"line {i + 1}"), limits, f"line[{i + 1}]") for i, ln in enumerate(lines)]
+    budget = Budget(limits)
+    queries = []
+    for i, ln in enumerate(lines):
+        q = parse_query(_loads(ln, f"line {i + 1}"), limits, f"line[{i + 1}]")
+        budget.add(q, f"line[{i + 1}]")
+        queries.append(q)
+    return queries
 
 
 class SageMakerProtocol:
@@ -123,6 +137,6 @@ class SageMakerProtocol:
         raise RequestError(
             415,
             "unsupported_media_type",
-            f"content type {mime!r} is not supported; send application/json or application/jsonlines",
+            f"content type {clip(mime)!r} is not supported; send application/json or application/jsonlines",
             "content-type",
         )
