@@ -6,6 +6,7 @@ fails the test if it is asked anything.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from inference.app import ServingApp
 from inference.config import ServerConfig
+from inference.protocols.sagemaker import PARSE_IN_THREAD_BYTES
 from tests.serving_model import write_model_dir
 
 JSON = {"content-type": "application/json"}
@@ -156,3 +158,59 @@ def test_an_unknown_model_404_does_not_name_the_served_model(guarded):
         assert "movielens-recommender" not in r.text and "'other'" in r.text
     r = guarded.post("/v2/models/other/infer", json=_oip([1]))
     assert r.status_code == 404 and "movielens-recommender" not in r.text
+
+
+def _asgi(app: ServingApp, method: str, path: str, body: bytes, ctype: bytes, log: list[str]):
+    """One request through the ASGI interface; returns (start message, body messages) and logs its end."""
+    sent: list[dict] = []
+    done = False
+
+    async def receive() -> dict:
+        nonlocal done
+        if done:
+            return {"type": "http.disconnect"}
+        done = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def run() -> tuple[dict, list[dict]]:
+        scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-type", ctype)]}
+        await app(scope, receive, send)
+        log.append(path)
+        return sent[0], sent[1:]
+
+    return run()
+
+
+def test_a_heavy_jsonlines_batch_streams_in_chunks_and_yields_to_the_loop_between_them(model_dir):
+    app, _ = make_client(model_dir)
+    n = 2000
+    body = b"\n".join(orjson.dumps({"user_id": i % 20 + 1, "k": 60}) for i in range(n))
+    assert len(body) < PARSE_IN_THREAD_BYTES  # parsed on the loop: only the chunks can yield
+    finished: list[str] = []
+    ticks = 0
+
+    async def ticker() -> None:
+        # Counts how often the event loop got to run another task while the batch was answered.
+        nonlocal ticks
+        while not finished:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    async def both() -> tuple[dict, list[dict]]:
+        tick = asyncio.ensure_future(ticker())
+        result = await _asgi(app, "POST", "/invocations", body, b"application/jsonlines", finished)
+        await tick
+        return result
+
+    start, chunks = asyncio.run(both())
+    # 2,000 queries of k=60 are 22 chunks of work (inference.app.CHUNK_COST); one yield each at least.
+    assert ticks >= 20, ticks
+    assert start["status"] == 200 and not any(h == b"content-length" for h, _ in start["headers"])
+    assert len(chunks) > 20 and all(c["more_body"] for c in chunks[:-1]) and not chunks[-1]["more_body"]
+    lines = b"".join(c["body"] for c in chunks).split(b"\n")
+    assert len(lines) == n
+    assert [orjson.loads(x)["user_id"] for x in lines] == [i % 20 + 1 for i in range(n)]
+    assert all(len(orjson.loads(x)["recommendations"]) == 57 for x in lines[:5])  # 60 minus 3 rated
