@@ -55,11 +55,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting what arrives before the head is complete against the head limit."""
-        if self._deadline is None and self._in_head:
+        in_head = self._in_head
+        if self._deadline is None and in_head:
             self._arm()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
-        if self._in_head and not self.transport.is_closing():
-            # Counted after parsing, so the bytes of a head that completed in this chunk never count.
+        # Counted only when a head was open before and after this chunk: the bytes of a head that
+        # completed here, and of a body, never count.
+        if in_head and self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(
