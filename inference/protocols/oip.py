@@ -109,7 +109,7 @@ def _shape(i: int, shape: object, limits: Limits) -> list[int]:
                 422, "out_of_range", f"{f}[{d}]={s} is negative; dimensions are >= 0", f"{f}[{d}]"
             )
         if s > top:
-            raise _too_large(f"{f}[{d}]", f"{show(s)} values", top)
+            raise _too_large(f"{f}[{d}]", f"{s} values", top)
     size = shape[0] * shape[-1] if len(shape) == 2 else shape[0]
     if size > top:
         raise _too_large(f, f"{size} values", top)
