@@ -191,8 +191,10 @@ class ServingApp(AsgiTransport):
                     )
 
     async def answer(self, predictor: Predictor, queries: list[Query]) -> list[dict[str, Any]]:
-        """Answer typed queries in order: the users' features looked up concurrently, then the predictor."""
-        self.check_movies(predictor, queries)
+        """Answer typed queries in order: the users' features looked up concurrently, then the predictor.
+
+        The caller has checked the movies (`check_movies`, in the parse, off the loop for large bodies).
+        """
         if len(queries) == 1:
             # The hot path (one real-time request): no chunking, no extra await.
             user = await self._user(predictor, queries[0].user_id)

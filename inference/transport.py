@@ -11,13 +11,14 @@ framework: one dict lookup routes a request, and no layer sits between uvicorn a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import orjson
 
@@ -57,6 +58,18 @@ class Answer:
 
 
 Handler = Callable[[Scope, bytes, bytes], Awaitable[Answer]]
+T = TypeVar("T")
+
+# A body larger than this is parsed (and its queries checked) in a thread: that is pure Python for
+# a while (50,000 short jsonlines take about 250 ms) and the event loop must keep answering `/ping`.
+PARSE_IN_THREAD_BYTES = 64 * 1024
+
+
+async def parse_off_loop(body: bytes, parse: Callable[[], T]) -> T:
+    """`parse()` (which reads `body`) in a thread when the body is large, else right here (no thread hop)."""
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(parse)
+    return parse()
 
 
 class AsgiTransport:

@@ -15,7 +15,7 @@ import orjson
 
 from inference.queries import Budget, Limits, Query, RatingQuery, RequestError, clip, parse_query, show
 from inference.routes import Route
-from inference.transport import Answer, Scope
+from inference.transport import Answer, Scope, parse_off_loop
 
 if TYPE_CHECKING:
     from inference.app import ServingApp
@@ -270,6 +270,16 @@ class OpenInferenceProtocol:
         self._model_name(scope)
         return Answer(200, b'{"ready":true}')
 
+    def _parse(self, body: bytes, limits: Limits) -> tuple[object, list[Query]]:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise RequestError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+        queries = oip_queries(doc, limits)
+        predictor, _ = self.app.require_ready()
+        self.app.check_movies(predictor, queries)
+        return doc, queries
+
     async def infer(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
         """Answer an infer request: top-k or ratings for each row of `user_id`."""
         name = self._model_name(scope)
@@ -285,11 +295,7 @@ class OpenInferenceProtocol:
             raise RequestError(
                 400, "empty_body", "the request body is empty; send an inference request object"
             )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise RequestError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
-        queries = oip_queries(doc, limits)
+        doc, queries = await parse_off_loop(body, lambda: self._parse(body, limits))
         answers = await self.app.answer(predictor, queries)
         result: dict[str, Any] = {
             "model_name": name,

@@ -7,7 +7,6 @@ application/jsonlines (batch transform with SplitType=Line), and answers in the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -15,14 +14,12 @@ import orjson
 
 from inference.queries import Budget, Limits, Query, RequestError, clip, parse_query, show
 from inference.routes import Route
-from inference.transport import Answer, Scope
+from inference.transport import Answer, Scope, parse_off_loop
 
 if TYPE_CHECKING:
     from inference.app import ServingApp
     from inference.predictor import Predictor
 
-# A jsonlines body larger than this is parsed in a thread (50,000 short lines take about 250 ms).
-PARSE_IN_THREAD_BYTES = 64 * 1024
 JSONLINES_TYPES = frozenset({"application/jsonlines", "application/x-jsonlines", "application/jsonl"})
 
 
@@ -125,7 +122,7 @@ class SageMakerProtocol:
         mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
         predictor, limits = self.app.require_ready()
         if mime in ("application/json", ""):
-            queries, batched = parse_json(body, limits)
+            queries, batched = await parse_off_loop(body, lambda: self._parse_json(body, limits))
             answers = await self.app.answer(predictor, queries)
             fb = sum(1 for a in answers if a.get("fallback"))
             if batched:
@@ -141,13 +138,18 @@ class SageMakerProtocol:
             "content-type",
         )
 
-    async def _jsonlines(self, predictor: Predictor, body: bytes, limits: Limits) -> Answer:
-        # Parsing a large body is pure Python for a while: a thread, so `/ping` is answered meanwhile.
-        if len(body) > PARSE_IN_THREAD_BYTES:
-            queries = await asyncio.to_thread(parse_jsonlines, body, limits)
-        else:
-            queries = parse_jsonlines(body, limits)
+    def _checked(self, queries: list[Query]) -> list[Query]:
+        # Part of the parse (so off the loop for a large body): a 422 must come before any answer streams.
+        predictor, _ = self.app.require_ready()
         self.app.check_movies(predictor, queries)
+        return queries
+
+    def _parse_json(self, body: bytes, limits: Limits) -> tuple[list[Query], bool]:
+        queries, batched = parse_json(body, limits)
+        return self._checked(queries), batched
+
+    async def _jsonlines(self, predictor: Predictor, body: bytes, limits: Limits) -> Answer:
+        queries = await parse_off_loop(body, lambda: self._checked(parse_jsonlines(body, limits)))
         answer = Answer(200, b"", b"application/jsonlines", queries=len(queries))
 
         async def lines() -> AsyncIterator[bytes]:

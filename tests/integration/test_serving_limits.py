@@ -191,6 +191,26 @@ def test_ping_answers_during_the_heaviest_legal_batch_and_the_answer_streams(ser
     assert grew < 40
 
 
+def test_ping_answers_during_the_heaviest_legal_rating_batches(server):
+    # At the input budget: 250 lines of 1,999 ratings (2.9 MB), then 100 instances of 2,000 (JSON).
+    ids = [10 * (j % 1682 + 1) for j in range(1999)]  # catalog ids are 10, 20, ..., 16820
+    lines = b"\n".join(json.dumps({"user_id": i + 1, "movie_ids": ids}).encode() for i in range(250))
+    instances = {"instances": [{"user_id": i + 1, "movie_ids": [*ids, 10]} for i in range(100)]}
+    for body, ctype in (
+        (lines, "application/jsonlines"),
+        (json.dumps(instances).encode(), "application/json"),
+    ):
+        t0 = time.perf_counter()
+        with PingWatch(server.port) as ping:
+            status, answer = server.post("/invocations", body, ctype)
+        print(
+            f"{ctype} ratings ({len(body) / 1e6:.1f} MB): {status}, {len(answer) / 1e6:.1f} MB in "
+            f"{time.perf_counter() - t0:.2f} s; {len(ping.seconds)} pings, worst {ping.worst_ms:.1f} ms"
+        )
+        assert status == 200, answer[:300]
+        assert len(ping.seconds) >= 3 and ping.worst_ms < 1000
+
+
 def test_a_huge_oip_shape_list_is_refused_at_once(server):
     # ~629,000 shape entries in 6 MB once held the only worker for 215 s and were echoed back.
     shape = [1_000_000] * 629_000

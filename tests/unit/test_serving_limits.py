@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from inference.app import ServingApp
 from inference.config import ServerConfig
-from inference.protocols.sagemaker import PARSE_IN_THREAD_BYTES
+from inference.transport import PARSE_IN_THREAD_BYTES
 from tests.serving_model import write_model_dir
 
 JSON = {"content-type": "application/json"}
