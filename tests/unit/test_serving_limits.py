@@ -15,6 +15,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+import inference.transport
 from inference.app import ServingApp
 from inference.config import ServerConfig
 from inference.transport import PARSE_IN_THREAD_BYTES
@@ -214,3 +215,23 @@ def test_a_heavy_jsonlines_batch_streams_in_chunks_and_yields_to_the_loop_betwee
     assert len(lines) == n
     assert [orjson.loads(x)["user_id"] for x in lines] == [i % 20 + 1 for i in range(n)]
     assert all(len(orjson.loads(x)["recommendations"]) == 57 for x in lines[:5])  # 60 minus 3 rated
+
+
+def test_large_bodies_parse_in_a_thread_and_small_ones_take_no_thread_hop(model_dir, monkeypatch):
+    _, client = make_client(model_dir)
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counting(fn, *args):  # type: ignore[no-untyped-def]
+        hops.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(inference.transport.asyncio, "to_thread", counting)
+    assert client.post("/invocations", json={"user_id": 1, "k": 3}).status_code == 200
+    lines = b"\n".join(orjson.dumps({"user_id": 1, "k": 3}) for _ in range(3))
+    assert client.post("/invocations", content=lines, headers=LINES).status_code == 200
+    assert hops == []
+    big = b"\n".join(orjson.dumps({"user_id": 1, "k": 3}) for _ in range(4000))
+    assert len(big) > PARSE_IN_THREAD_BYTES
+    assert client.post("/invocations", content=big, headers=LINES).status_code == 200
+    assert len(hops) == 1
