@@ -235,3 +235,41 @@ def test_large_bodies_parse_in_a_thread_and_small_ones_take_no_thread_hop(model_
     assert len(big) > PARSE_IN_THREAD_BYTES
     assert client.post("/invocations", content=big, headers=LINES).status_code == 200
     assert len(hops) == 1
+
+
+def test_a_fault_while_streaming_aborts_the_answer(model_dir, monkeypatch, caplog):
+    import inference.app
+
+    app, _ = make_client(model_dir)
+    real = inference.app._answer_one
+    calls = 0
+
+    def failing(*args):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls > 300:
+            raise RuntimeError("scorer broke mid-batch")
+        return real(*args)
+
+    monkeypatch.setattr(inference.app, "_answer_one", failing)
+    body = b"\n".join(orjson.dumps({"user_id": 1, "k": 60}) for _ in range(2000))
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [(b"content-type", b"application/jsonlines")],
+    }
+    with pytest.raises(RuntimeError, match="scorer broke"):
+        asyncio.run(app(scope, receive, send))
+    # Some lines went out, but never the final empty chunk: the client sees a cut answer, not a short one.
+    assert sent[0]["status"] == 200 and len(sent) > 2
+    assert all(m.get("more_body") for m in sent[1:])
+    assert "fault while streaming POST /invocations" in caplog.text
