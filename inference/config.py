@@ -57,6 +57,15 @@ class ServerConfig:
     max_body_bytes: int = 6 * 1024 * 1024
     max_k: int = 1000
     max_movie_ids: int = 2000
+    # Bounded work per request: the answer's items (sum of k and of movie_ids over every query) and
+    # the request's items (queries plus movie ids), whatever the batch shape (docs/serving.md, Limits).
+    max_output_items: int = 500_000
+    max_input_items: int = 500_000
+    # OIP tensor shapes: the rank is at most 2; each dimension and their product at most this.
+    max_tensor_size: int = 500_000
+    # The HTTP connection: request line plus headers, and the time a request may take to arrive whole.
+    max_header_bytes: int = 64 * 1024
+    request_timeout_s: float = 10.0
     feature_timeout_s: float = 0.05
     feature_store: str = "none"
     # memory: a Parquet file of user features; feast: the feature server URL; sagemaker: the group name.
@@ -92,6 +101,11 @@ class ServerConfig:
             "max_body_bytes": _int(e, "MLOPS_SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024, 1024, 1024**3),
             "max_k": _int(e, "MLOPS_SERVE_MAX_K", 1000, 1, 1_000_000),
             "max_movie_ids": _int(e, "MLOPS_SERVE_MAX_MOVIE_IDS", 2000, 1, 1_000_000),
+            "max_output_items": _int(e, "MLOPS_SERVE_MAX_OUTPUT_ITEMS", 500_000, 1, 100_000_000),
+            "max_input_items": _int(e, "MLOPS_SERVE_MAX_INPUT_ITEMS", 500_000, 1, 100_000_000),
+            "max_tensor_size": _int(e, "MLOPS_SERVE_MAX_TENSOR_SIZE", 500_000, 1, 100_000_000),
+            "max_header_bytes": _int(e, "MLOPS_SERVE_MAX_HEADER_BYTES", 64 * 1024, 1024, 16 * 1024**2),
+            "request_timeout_s": _float(e, "MLOPS_SERVE_REQUEST_TIMEOUT_S", 10.0, 0.1, 3600.0),
             "feature_timeout_s": _float(e, "MLOPS_SERVE_FEATURE_TIMEOUT_S", 0.05, 0.001, 60.0),
             "feature_store": store,
             "feature_source": source,
@@ -112,6 +126,11 @@ class ServerConfig:
             "MLOPS_SERVE_MAX_BODY_BYTES": str(self.max_body_bytes),
             "MLOPS_SERVE_MAX_K": str(self.max_k),
             "MLOPS_SERVE_MAX_MOVIE_IDS": str(self.max_movie_ids),
+            "MLOPS_SERVE_MAX_OUTPUT_ITEMS": str(self.max_output_items),
+            "MLOPS_SERVE_MAX_INPUT_ITEMS": str(self.max_input_items),
+            "MLOPS_SERVE_MAX_TENSOR_SIZE": str(self.max_tensor_size),
+            "MLOPS_SERVE_MAX_HEADER_BYTES": str(self.max_header_bytes),
+            "MLOPS_SERVE_REQUEST_TIMEOUT_S": str(self.request_timeout_s),
             "MLOPS_SERVE_FEATURE_TIMEOUT_S": str(self.feature_timeout_s),
             "MLOPS_SERVE_FEATURE_STORE": self.feature_store,
             "MLOPS_SERVE_FEATURE_SOURCE": self.feature_source,

@@ -48,6 +48,9 @@ class Limits:
     max_k: int
     max_movie_ids: int
     genres: tuple[str, ...]
+    max_output_items: int = 500_000
+    max_input_items: int = 500_000
+    max_tensor_size: int = 500_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,58 @@ Query = TopKQuery | RatingQuery
 
 _TOPK_KEYS = frozenset({"user_id", "k", "include_rated", "genres"})
 _RATING_KEYS = frozenset({"user_id", "movie_ids"})
+
+
+class Budget:
+    """A request's running totals against its work budget; `add` raises 413 the moment one is passed.
+
+    Output items are what the answer will hold (k recommendations, or one rating a movie id); input
+    items are queries plus movie ids. Both are counted while parsing, so an oversized request is
+    refused before any feature lookup or scoring, however its items are spread over lines or instances.
+    """
+
+    __slots__ = ("inputs", "limits", "outputs")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.outputs = 0
+        self.inputs = 0
+
+    def add(self, query: Query, where: str = "") -> None:
+        """Count one parsed query; raise RequestError 413 if the request now exceeds a budget."""
+        if isinstance(query, TopKQuery):
+            self.outputs += query.k
+            self.inputs += 1
+        else:
+            self.outputs += len(query.movie_ids)
+            self.inputs += 1 + len(query.movie_ids)
+        self.check(where)
+
+    def check(self, where: str = "") -> None:
+        """Raise RequestError 413 if the totals so far exceed a budget."""
+        at = f" (passed at {where})" if where else ""
+        if self.outputs > self.limits.max_output_items:
+            raise RequestError(
+                413,
+                "output_too_large",
+                f"the answer would hold more than {self.limits.max_output_items} items{at}: the sum of k "
+                "and of movie_ids over the request's queries is over the budget "
+                "(MLOPS_SERVE_MAX_OUTPUT_ITEMS); split the request or ask for a smaller k",
+                where or None,
+            )
+        if self.inputs > self.limits.max_input_items:
+            raise RequestError(
+                413,
+                "input_too_large",
+                f"the request holds more than {self.limits.max_input_items} items{at}: queries plus "
+                "movie_ids over the budget (MLOPS_SERVE_MAX_INPUT_ITEMS); split the request",
+                where or None,
+            )
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """Text from a request as an error message may quote it: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _where(prefix: str, name: str) -> str:

@@ -12,6 +12,7 @@ import uvicorn
 
 from inference.app import ServingApp
 from inference.config import ConfigError, ServerConfig
+from inference.connection import GuardedHttpToolsProtocol
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +43,9 @@ def configure_logging() -> None:
 def create_app() -> ServingApp:
     """App factory for uvicorn (one app per worker process), configured from the environment."""
     configure_logging()
-    return ServingApp(ServerConfig.from_env())
+    config = ServerConfig.from_env()
+    GuardedHttpToolsProtocol.configure(config)
+    return ServingApp(config)
 
 
 def run(config: ServerConfig) -> None:
@@ -53,11 +56,15 @@ def run(config: ServerConfig) -> None:
     )
     # Workers re-read the environment, so publish the effective settings there.
     os.environ.update(config.to_env())
+    GuardedHttpToolsProtocol.configure(config)
     common: dict[str, object] = {
         "host": config.host,
         "port": config.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with the head-size and arrival-time limits uvicorn lacks (inference/connection.py).
+        "http": GuardedHttpToolsProtocol,
+        # The same head limit should the h11 parser ever be chosen instead.
+        "h11_max_incomplete_event_size": config.max_header_bytes,
         "lifespan": "on",
         "access_log": False,  # our own JSON access log, one line a request with its id
         "log_config": None,

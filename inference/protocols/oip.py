@@ -8,14 +8,14 @@ and error wording are shared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from inference.queries import Limits, Query, RatingQuery, RequestError, parse_query, show
+from inference.queries import Budget, Limits, Query, RatingQuery, RequestError, clip, parse_query, show
 from inference.routes import Route
-from inference.transport import Answer, Scope
+from inference.transport import Answer, Scope, parse_off_loop
 
 if TYPE_CHECKING:
     from inference.app import ServingApp
@@ -33,14 +33,21 @@ def oip_queries(doc: object, limits: Limits) -> list[Query]:
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(422, "missing_field", "inputs must be a non-empty array of tensors", "inputs")
-    tensors = dict(_tensor(i, t) for i, t in enumerate(inputs))
+    if len(inputs) > len(_INPUTS):
+        raise RequestError(
+            422,
+            "out_of_range",
+            f"inputs has {len(inputs)} tensors; send at most {len(_INPUTS)}: user_id, k, movie_ids",
+            "inputs",
+        )
+    tensors = dict(_tensor(i, t, limits) for i, t in enumerate(inputs))
     extra = sorted(set(tensors) - set(_INPUTS))
     if extra:
         raise RequestError(
             422,
             "unknown_field",
-            f"input {extra[0]!r} is not known; inputs are user_id, k, movie_ids",
-            extra[0],
+            f"input {clip(extra[0])!r} is not known; inputs are user_id, k, movie_ids",
+            clip(extra[0]),
         )
     users = _users(tensors, limits)
     if "movie_ids" in tensors:
@@ -55,34 +62,80 @@ def oip_queries(doc: object, limits: Limits) -> list[Query]:
                 "movie_ids",
             )
         m = mshape[1]
-        return [
-            parse_query({"user_id": u, "movie_ids": mids[r * m : (r + 1) * m]}, limits, f"row[{r}]")
-            for r, u in enumerate(users)
-        ]
+        return _budgeted(
+            (
+                parse_query({"user_id": u, "movie_ids": mids[r * m : (r + 1) * m]}, limits, f"row[{r}]")
+                for r, u in enumerate(users)
+            ),
+            limits,
+        )
     k: object = 10
     if "k" in tensors:
         kshape, kdata = tensors["k"]
         if len(kdata) != 1:
             raise RequestError(422, "shape_mismatch", f"k must have shape [1], got {kshape}", "k")
         k = kdata[0]
-    return [parse_query({"user_id": u, "k": k}, limits, f"row[{r}]") for r, u in enumerate(users)]
+    return _budgeted(
+        (parse_query({"user_id": u, "k": k}, limits, f"row[{r}]") for r, u in enumerate(users)), limits
+    )
 
 
-def _tensor(i: int, t: object) -> tuple[str, Tensor]:
+def _budgeted(queries: Iterable[Query], limits: Limits) -> list[Query]:
+    """The queries, counted against the request's budget as they are parsed (413 once it is passed)."""
+    budget = Budget(limits)
+    out: list[Query] = []
+    for r, q in enumerate(queries):
+        budget.add(q, f"row[{r}]")
+        out.append(q)
+    return out
+
+
+def _shape(i: int, shape: object, limits: Limits) -> list[int]:
+    """A tensor's shape checked before any arithmetic: rank 1 or 2, each dimension and the product bounded."""
+    f = f"inputs[{i}].shape"
+    if not isinstance(shape, list):
+        raise RequestError(422, "wrong_type", f"{f} must be an array of integers, got {show(shape)}", f)
+    # The rank first: a shape of a million entries must cost a length check, not a million multiplications.
+    if not 1 <= len(shape) <= 2:
+        raise RequestError(
+            422, "shape_mismatch", f"{f} has {len(shape)} dimensions; the inputs have 1 or 2", f
+        )
+    top = limits.max_tensor_size
+    for d, s in enumerate(shape):
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise RequestError(422, "wrong_type", f"{f}[{d}] must be an integer, got {show(s)}", f"{f}[{d}]")
+        if s < 0:
+            raise RequestError(
+                422, "out_of_range", f"{f}[{d}]={s} is negative; dimensions are >= 0", f"{f}[{d}]"
+            )
+        if s > top:
+            raise _too_large(f"{f}[{d}]", f"{s} values", top)
+    size = shape[0] * shape[-1] if len(shape) == 2 else shape[0]
+    if size > top:
+        raise _too_large(f, f"{size} values", top)
+    return shape
+
+
+def _too_large(field: str, what: str, top: int) -> RequestError:
+    return RequestError(
+        413,
+        "tensor_too_large",
+        f"{field} asks for {what}; a tensor holds at most {top} (MLOPS_SERVE_MAX_TENSOR_SIZE); "
+        "split the request",
+        field,
+    )
+
+
+def _tensor(i: int, t: object, limits: Limits) -> tuple[str, Tensor]:
     if not isinstance(t, dict) or not isinstance(t.get("name"), str):
         raise RequestError(422, "wrong_type", f"inputs[{i}] must be an object with a name", f"inputs[{i}]")
-    shape, data = t.get("shape"), t.get("data")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
-        raise RequestError(
-            422, "wrong_type", f"inputs[{i}].shape must be an array of integers", f"inputs[{i}].shape"
-        )
+    shape = _shape(i, t.get("shape"), limits)
+    data = t.get("data")
     if not isinstance(data, list):
         raise RequestError(422, "wrong_type", f"inputs[{i}].data must be an array", f"inputs[{i}].data")
     flat = _flatten(data)
-    size = 1
-    for s in shape:
-        size *= s
-    if any(s < 0 for s in shape) or size != len(flat):
+    size = shape[0] * shape[-1] if len(shape) == 2 else shape[0]
+    if size != len(flat):
         raise RequestError(
             422,
             "shape_mismatch",
@@ -200,7 +253,8 @@ class OpenInferenceProtocol:
             raise RequestError(
                 404,
                 "unknown_model",
-                f"model {name!r} is not served here; this server serves {predictor.model.name!r}",
+                # The served model's name is not told: an unauthenticated caller learns nothing from a miss.
+                f"model {clip(name)!r} is not served here; check the model name in the request path",
             )
         return name
 
@@ -216,6 +270,16 @@ class OpenInferenceProtocol:
         self._model_name(scope)
         return Answer(200, b'{"ready":true}')
 
+    def _parse(self, body: bytes, limits: Limits) -> tuple[object, list[Query]]:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise RequestError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+        queries = oip_queries(doc, limits)
+        predictor, _ = self.app.require_ready()
+        self.app.check_movies(predictor, queries)
+        return doc, queries
+
     async def infer(self, scope: Scope, body: bytes, ctype: bytes) -> Answer:
         """Answer an infer request: top-k or ratings for each row of `user_id`."""
         name = self._model_name(scope)
@@ -225,17 +289,13 @@ class OpenInferenceProtocol:
             raise RequestError(
                 415,
                 "unsupported_media_type",
-                f"content type {mime.decode('latin-1')!r} is not supported; send application/json",
+                f"content type {clip(mime.decode('latin-1'))!r} is not supported; send application/json",
             )
         if not body.strip():
             raise RequestError(
                 400, "empty_body", "the request body is empty; send an inference request object"
             )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise RequestError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
-        queries = oip_queries(doc, limits)
+        doc, queries = await parse_off_loop(body, lambda: self._parse(body, limits))
         answers = await self.app.answer(predictor, queries)
         result: dict[str, Any] = {
             "model_name": name,

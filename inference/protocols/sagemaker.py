@@ -7,16 +7,18 @@ application/jsonlines (batch transform with SplitType=Line), and answers in the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from inference.queries import Limits, Query, RequestError, parse_query, show
+from inference.queries import Budget, Limits, Query, RequestError, clip, parse_query, show
 from inference.routes import Route
-from inference.transport import Answer, Scope
+from inference.transport import Answer, Scope, parse_off_loop
 
 if TYPE_CHECKING:
     from inference.app import ServingApp
+    from inference.predictor import Predictor
 
 JSONLINES_TYPES = frozenset({"application/jsonlines", "application/x-jsonlines", "application/jsonl"})
 
@@ -54,8 +56,16 @@ def parse_json(body: bytes, limits: Limits) -> tuple[list[Query], bool]:
                 "(MLOPS_SERVE_MAX_BATCH); split the batch",
                 "instances",
             )
-        return [parse_query(item, limits, f"instances[{i}]") for i, item in enumerate(items)], True
-    return [parse_query(obj, limits)], False
+        budget = Budget(limits)
+        queries = []
+        for i, item in enumerate(items):
+            q = parse_query(item, limits, f"instances[{i}]")
+            budget.add(q, f"instances[{i}]")
+            queries.append(q)
+        return queries, True
+    q = parse_query(obj, limits)
+    Budget(limits).add(q)
+    return [q], False
 
 
 def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
@@ -73,7 +83,13 @@ def parse_jsonlines(body: bytes, limits: Limits) -> list[Query]:
             "lower the transform job's MaxPayloadInMB or raise the limit",
             None,
         )
-    return [parse_query(_loads(ln, f"line {i + 1}"), limits, f"line[{i + 1}]") for i, ln in enumerate(lines)]
+    budget = Budget(limits)
+    queries = []
+    for i, ln in enumerate(lines):
+        q = parse_query(_loads(ln, f"line {i + 1}"), limits, f"line[{i + 1}]")
+        budget.add(q, f"line[{i + 1}]")
+        queries.append(q)
+    return queries
 
 
 class SageMakerProtocol:
@@ -106,7 +122,7 @@ class SageMakerProtocol:
         mime = ctype.split(b";", 1)[0].strip().lower().decode("latin-1")
         predictor, limits = self.app.require_ready()
         if mime in ("application/json", ""):
-            queries, batched = parse_json(body, limits)
+            queries, batched = await parse_off_loop(body, lambda: self._parse_json(body, limits))
             answers = await self.app.answer(predictor, queries)
             fb = sum(1 for a in answers if a.get("fallback"))
             if batched:
@@ -114,15 +130,36 @@ class SageMakerProtocol:
                 return Answer(200, orjson.dumps(doc), queries=len(answers), fallbacks=fb)
             return Answer(200, orjson.dumps(answers[0]), queries=1, fallbacks=fb)
         if mime in JSONLINES_TYPES:
-            queries = parse_jsonlines(body, limits)
-            answers = await self.app.answer(predictor, queries)
-            fb = sum(1 for a in answers if a.get("fallback"))
-            # No trailing newline: batch transform's AssembleWith=Line adds one after each response.
-            out = b"\n".join(orjson.dumps(a) for a in answers)
-            return Answer(200, out, b"application/jsonlines", queries=len(answers), fallbacks=fb)
+            return await self._jsonlines(predictor, body, limits)
         raise RequestError(
             415,
             "unsupported_media_type",
-            f"content type {mime!r} is not supported; send application/json or application/jsonlines",
+            f"content type {clip(mime)!r} is not supported; send application/json or application/jsonlines",
             "content-type",
         )
+
+    def _checked(self, queries: list[Query]) -> list[Query]:
+        # Part of the parse (so off the loop for a large body): a 422 must come before any answer streams.
+        predictor, _ = self.app.require_ready()
+        self.app.check_movies(predictor, queries)
+        return queries
+
+    def _parse_json(self, body: bytes, limits: Limits) -> tuple[list[Query], bool]:
+        queries, batched = parse_json(body, limits)
+        return self._checked(queries), batched
+
+    async def _jsonlines(self, predictor: Predictor, body: bytes, limits: Limits) -> Answer:
+        queries = await parse_off_loop(body, lambda: self._checked(parse_jsonlines(body, limits)))
+        answer = Answer(200, b"", b"application/jsonlines", queries=len(queries))
+
+        async def lines() -> AsyncIterator[bytes]:
+            first = True
+            async for part in self.app.answer_chunks(predictor, queries):
+                answer.fallbacks += sum(1 for a in part if a["fallback"])
+                # No trailing newline: batch transform's AssembleWith=Line adds one after each response.
+                text = b"\n".join(orjson.dumps(a) for a in part)
+                yield text if first else b"\n" + text
+                first = False
+
+        answer.stream = lines()
+        return answer

@@ -316,3 +316,86 @@ def test_content_length_mismatch_never_5xx_and_the_limit_holds(app, body, declar
         assert status == 413, (status, payload[:200])
     else:
         assert status != 413, (status, payload[:200])
+
+
+# --- the work budget: huge k sums and huge shapes -------------------------------------------------
+
+OUT_BUDGET, IN_BUDGET, TENSOR_BUDGET = 200, 120, 64
+
+
+@pytest.fixture(scope="module")
+def budget_app(tmp_path_factory: pytest.TempPathFactory) -> ServingApp:
+    d = tmp_path_factory.mktemp("budget")
+    config = ServerConfig(
+        model_dir=write_model_dir(d / "model"),
+        max_body_bytes=8 * 1024 * 1024,
+        max_output_items=OUT_BUDGET,
+        max_input_items=IN_BUDGET,
+        max_tensor_size=TENSOR_BUDGET,
+    )
+    a = ServingApp(config)
+    a._log_stream = io.StringIO()
+    a.load()
+    return a
+
+
+valid_query = st.one_of(
+    st.fixed_dictionaries({"user_id": st.integers(0, 30), "k": st.integers(1, 50)}),
+    st.fixed_dictionaries(
+        {
+            "user_id": st.integers(0, 30),
+            "movie_ids": st.lists(st.sampled_from(range(10, 510, 10)), min_size=1, max_size=40),
+        }
+    ),
+)
+
+
+def _expected_refusal(queries: list[dict]) -> str | None:
+    """The budget a request passes first, line by line as the server counts, or None."""
+    outputs = inputs = 0
+    for q in queries:
+        n = len(q.get("movie_ids", ()))
+        outputs += q.get("k", n)
+        inputs += 1 + n
+        if outputs > OUT_BUDGET:
+            return "output_too_large"
+        if inputs > IN_BUDGET:
+            return "input_too_large"
+    return None
+
+
+@FUZZ
+@given(queries=st.lists(valid_query, min_size=1, max_size=40))
+def test_k_and_movie_id_sums_are_held_to_the_budget(budget_app, queries):
+    body = b"\n".join(orjson.dumps(q) for q in queries)
+    status, payload = call(budget_app, "POST", "/invocations", body, b"application/jsonlines")
+    check(status, payload, b"application/jsonlines")
+    refusal = _expected_refusal(queries)
+    if refusal is None:
+        assert status == 200 and len(payload.split(b"\n")) == len(queries), payload[:200]
+    else:
+        assert status == 413 and orjson.loads(payload)["error"]["code"] == refusal, payload[:200]
+        assert len(payload) < 1024
+
+
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    entries=st.one_of(st.integers(0, 4), st.integers(0, 700_000)),
+    dim=st.one_of(st.integers(-3, 100), st.integers(0, 2**64 - 1)),
+    small=st.lists(st.integers(-2, 2**64 - 1), max_size=3),
+    name=st.sampled_from(["user_id", "movie_ids", "k"]),
+)
+def test_huge_shape_lists_and_dimensions_are_refused_cheaply(budget_app, entries, dim, small, name):
+    shape = small if entries < 5 and small else [dim] * entries
+    doc = {"inputs": [{"name": name, "datatype": "INT64", "shape": shape, "data": [1]}]}
+    t0 = time.perf_counter()
+    status, payload = call(
+        budget_app, "POST", "/v2/models/movielens-recommender/infer", orjson.dumps(doc), b"application/json"
+    )
+    check(status, payload)
+    assert time.perf_counter() - t0 < 5, f"shape of {len(shape)} entries took too long"
+    if status >= 400:
+        assert len(payload) < 1024, payload[:200]
+    # A shape passes only when it is rank 1 or 2 and holds few enough values.
+    if len(shape) > 2 or any(s > TENSOR_BUDGET for s in shape):
+        assert status in (413, 422), payload[:200]
