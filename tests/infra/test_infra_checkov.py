@@ -49,6 +49,10 @@ def run_checkov(directory: Path) -> list[dict[str, Any]]:
     assert proc.returncode in (0, 1), f"checkov exited {proc.returncode}: {proc.stderr[-3000:]}"
     report = json.loads(proc.stdout)
     reports: list[dict[str, Any]] = report if isinstance(report, list) else [report]
+    # With nothing to scan checkov prints a bare summary, without check_type or results.
+    assert all("check_type" in r for r in reports), (
+        f"checkov found no template to scan in {directory}: {report}"
+    )
     assert [r["check_type"] for r in reports] == ["cloudformation"], [r.get("check_type") for r in reports]
     return reports
 
