@@ -72,9 +72,10 @@ class PinnedArchive:
     md5: str
 
 
-# The sha256 values are those several independent projects pin for the files at
-# files.grouplens.org; each zip's md5 matches the `<zip>.md5` GroupLens publishes. Checked on
-# every download, from GroupLens or from a mirror given with --grouplens-url.
+# The sha256 values are those several independent public projects pin for the files at
+# files.grouplens.org; the md5 beside each is GroupLens' published `<zip>.md5` as those projects
+# record it (both taken from them, not recomputed here). The sha256 is checked on every download,
+# from GroupLens or from a mirror given with --grouplens-url.
 GROUPLENS_ARCHIVES: dict[str, PinnedArchive] = {
     "ml-100k": PinnedArchive(
         "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
