@@ -131,3 +131,30 @@ def test_a_bad_vpc_cidr_is_refused_naming_it(cidr: str | None, expected: str) ->
         parse_environment("prod", raw)
     assert expected in str(error.value)
     assert "context.environments.prod.vpc.cidr" in str(error.value)
+
+
+RESOURCE_POLICIES = {
+    "AWS::KMS::Key": "KeyPolicy",
+    "AWS::S3::BucketPolicy": "PolicyDocument",
+    "AWS::SNS::TopicPolicy": "PolicyDocument",
+    "AWS::SQS::QueuePolicy": "PolicyDocument",
+}
+
+
+def test_every_service_grant_in_a_resource_policy_names_its_source_account(synth: Synth) -> None:
+    """Across all 15 templates: a resource policy's grant to an AWS service is held to this account."""
+    unconditioned = []
+    for stage in STAGES:
+        for stack, template in synth.templates[stage].items():
+            for logical_id, resource in template["Resources"].items():
+                key = RESOURCE_POLICIES.get(resource["Type"])
+                if key is None:
+                    continue
+                for service, statements in service_statements(resource["Properties"][key]).items():
+                    # The documented exception (see the key policy test above).
+                    if resource["Type"] == "AWS::KMS::Key" and service == "events.amazonaws.com":
+                        continue
+                    for statement in statements:
+                        if "aws:SourceAccount" not in json.dumps(statement.get("Condition", {})):
+                            unconditioned.append(f"{stage}/{stack} {logical_id}: {service}")
+    assert unconditioned == []
