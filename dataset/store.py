@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from dataset import paths, versioning
+from dataset.download import HTTP_TIMEOUT_S
 from dataset.schema import DatasetSpec, dataset_spec
-from dataset.sources import GROUPLENS_URL, HTTP_TIMEOUT_S, Log, RawData, obtain
+from dataset.sources import GROUPLENS_URL, Log, RawData, obtain
 from dataset.tables import TABLE_NAMES, raw_dir, tables_dir, write_table
 from dataset.validate import REASONS, Validation, validate_dataset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -39,7 +40,23 @@ class VpcSettings(_Strict):
     """An existing VPC the endpoint (and Studio) run in."""
 
     vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    # The VPC's (primary) IPv4 CIDR: the endpoint's only egress is HTTPS to it (the interface VPC
+    # endpoints live there). Given, not looked up: synth stays offline and deterministic.
+    cidr: str
     subnet_ids: list[str] = Field(min_length=1)
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as e:
+            raise ValueError(
+                f"{value!r} is not an IPv4 network in CIDR form ({e}); give the VPC's CIDR, e.g. 10.20.0.0/16"
+            ) from None
+        if not 16 <= network.prefixlen <= 28:
+            raise ValueError(f"{value!r} is not a VPC-sized CIDR: a VPC's IPv4 block is /16 to /28")
+        return value
 
     @field_validator("subnet_ids")
     @classmethod

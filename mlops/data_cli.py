@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from dataset import paths, store, versioning
+from dataset.download import SourceError
 from dataset.schema import DATASETS, dataset_spec
-from dataset.sources import SourceError
 from dataset.tables import dataset_version
 from mlops.cli_common import JsonOpt, err, fail
 

@@ -69,9 +69,20 @@ class AccessLogBucket(Construct):
     """The bucket that receives every other bucket's server access logs."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, bucket_name: str, expire_after_days: int = 365
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_name: str,
+        expire_after_days: int = 365,
+        noncurrent_expire_after_days: int = 30,
     ) -> None:
-        """Create the log bucket (SSE-S3: S3 server access logging cannot write to SSE-KMS buckets)."""
+        """Create the log bucket (SSE-S3: S3 server access logging cannot write to SSE-KMS buckets).
+
+        Versioned, so an overwrite or delete of a log object (by a person or a compromised role) leaves
+        the old version for `noncurrent_expire_after_days`: long enough to notice, short enough that
+        the logs' storage stays bounded.
+        """
         super().__init__(scope, construct_id)
         self.bucket = s3.Bucket(
             self,
@@ -81,6 +92,16 @@ class AccessLogBucket(Construct):
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(expire_after_days))],
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-logs",
+                    expiration=Duration.days(expire_after_days),
+                    noncurrent_version_expiration=Duration.days(noncurrent_expire_after_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+                # Expiring a current version leaves a delete marker; remove it once nothing is under it.
+                s3.LifecycleRule(id="remove-expired-delete-markers", expired_object_delete_marker=True),
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -21,6 +21,22 @@ def project_bucket(scope: Construct, settings: EnvironmentSettings, purpose: str
     stable and acknowledgeable), and the stacks stay deployable one at a time.
     """
     return s3.Bucket.from_bucket_name(scope, f"{purpose.capitalize()}Bucket", settings.bucket_name(purpose))
+
+
+def alarm_source_conditions(scope: Construct, settings: EnvironmentSettings) -> dict[str, Any]:
+    """Policy conditions: the request comes from one of this environment's alarms, in its account."""
+    alarms = Stack.of(scope).format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=f"{settings.prefix}-*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        region=settings.region,
+        account=settings.account,
+    )
+    return {
+        "StringEquals": {"aws:SourceAccount": settings.account},
+        "ArnLike": {"aws:SourceArn": alarms},
+    }
 
 
 class DataStack(Stack):
@@ -40,15 +56,21 @@ class DataStack(Stack):
             rotation_period=Duration.days(365),
             removal_policy=RemovalPolicy.RETAIN,
         )
-        # CloudWatch alarms publish to the KMS-encrypted topic: the service must be able to use the key.
+        # CloudWatch alarms publish to the KMS-encrypted topic: the service must be able to use the key,
+        # but only for this project's alarms in this account (aws:SourceArn/SourceAccount: no confused
+        # deputy, another account's alarm cannot borrow the grant).
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
+                conditions=alarm_source_conditions(self, settings),
             )
         )
-        # EventBridge publishes registry events to the same topic.
+        # EventBridge publishes registry events to the same topic. No aws:SourceArn/SourceAccount here:
+        # EventBridge's KMS requests for an encrypted topic do not carry them (AWS documents them as
+        # unsupported in this key policy), so conditioning would drop every notification silently.
+        # The topic's own policy carries both (infra/stacks/observability.py).
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],

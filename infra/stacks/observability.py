@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsii
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk.interfaces import aws_events as events_ref
 from constructs import Construct
 
 from infra.constructs.alarms import AlarmNames, MonitoringAlarms
 from infra.settings import EnvironmentSettings
+from infra.stacks.data import alarm_source_conditions
+
+
+@jsii.implements(events.IRuleTarget)
+class TopicTarget:
+    """An EventBridge target that sends to `topic` and, unlike CDK's SnsTopic, adds no topic policy."""
+
+    def __init__(self, topic: sns.ITopic) -> None:
+        """Target `topic`; the caller grants events.amazonaws.com sns:Publish with its conditions."""
+        self.topic = topic
+
+    def bind(self, rule: events_ref.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
+        """The target's configuration: the topic's ARN."""
+        return events.RuleTargetConfig(arn=self.topic.topic_arn)
 
 
 class ObservabilityStack(Stack):
@@ -40,6 +56,16 @@ class ObservabilityStack(Stack):
             enforce_ssl=True,
         )
         self.topic.add_subscription(subscriptions.EmailSubscription(settings.notification_email))
+        # The alarms publish as cloudwatch.amazonaws.com: only this environment's, from this account.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions=alarm_source_conditions(self, settings),
+            )
+        )
         self.names = AlarmNames(settings.prefix)
         self.alarms = MonitoringAlarms(
             self,
@@ -80,4 +106,18 @@ class ObservabilityStack(Stack):
                 },
             ),
         )
-        self.approved_rule.add_target(targets.SnsTopic(self.topic))
+        # CDK's SnsTopic target would grant events.amazonaws.com sns:Publish with no conditions; this
+        # target grants nothing and the statement below grants it for this rule, in this account, only.
+        self.approved_rule.add_target(TopicTarget(self.topic))
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeApprovedRule",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": settings.account},
+                    "ArnEquals": {"aws:SourceArn": self.approved_rule.rule_arn},
+                },
+            )
+        )

@@ -50,8 +50,8 @@ class ServingStack(Stack):
                         ip_protocol="tcp",
                         from_port=443,
                         to_port=443,
-                        cidr_ip="10.0.0.0/8",
-                        description="HTTPS to interface VPC endpoints",
+                        cidr_ip=settings.vpc.cidr,
+                        description="HTTPS to the interface VPC endpoints, inside this VPC only",
                     )
                 ],
             )

@@ -85,17 +85,16 @@ def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProc
     return subprocess.run([MLOPS, *args], capture_output=True, text=True, env=full, timeout=600, check=False)
 
 
-def test_fetch_from_grouplens_archive_server(server, tmp_path):
+def test_fetch_from_an_http_archive_server(server, tmp_path):
     srv, root = server
     (root / "movielens").mkdir()
     (root / "movielens" / "ml-100k.zip").write_bytes(grouplens_zip())
+    url = f"{srv.url}/movielens/ml-100k.zip"
     data = tmp_path / "data"
-    r = run(
-        ["data", "fetch", "--dataset", "ml-100k", "--json"], data, MLOPS_GROUPLENS_URL=f"{srv.url}/movielens"
-    )
+    r = run(["data", "fetch", "--dataset", "ml-100k", "--json", "--source", url], data)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["source"] == f"{srv.url}/movielens/ml-100k.zip"
+    assert out["source"] == url
     assert (out["rows_in"], out["accepted"], out["rejected"]) == (4, 4, 0)
     assert out["version"] == dataset_version("ml-100k", data)
     assert sorted(p.name for p in (data / "raw" / "ml-100k").iterdir()) == [
@@ -112,12 +111,20 @@ def test_fetch_from_grouplens_archive_server(server, tmp_path):
     # Second fetch: no network, no rewrite.
     (root / "movielens" / "ml-100k.zip").unlink()
     before = (data / "ml-100k" / "ratings.parquet").stat().st_mtime_ns
-    r2 = run(
-        ["data", "fetch", "--dataset", "ml-100k", "--json"], data, MLOPS_GROUPLENS_URL=f"{srv.url}/movielens"
-    )
+    r2 = run(["data", "fetch", "--dataset", "ml-100k", "--json", "--source", url], data)
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["skipped"] is True
     assert (data / "ml-100k" / "ratings.parquet").stat().st_mtime_ns == before
+
+
+def test_a_grouplens_mirror_must_serve_the_pinned_archive(server, tmp_path):
+    """--grouplens-url is a mirror of GroupLens: a zip other than the pinned one is refused, not used."""
+    srv, root = server
+    (root / "ml-100k.zip").write_bytes(grouplens_zip())
+    r = run(["data", "fetch", "--dataset", "ml-100k"], tmp_path / "data", MLOPS_GROUPLENS_URL=srv.url)
+    assert r.returncode == 1
+    assert "is pinned to 50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229" in r.stderr
+    assert not (tmp_path / "data" / "raw" / "ml-100k").exists()
 
 
 def test_corrupted_archive_fails_fetch_then_quarantine(server, tmp_path):
@@ -126,7 +133,7 @@ def test_corrupted_archive_fails_fetch_then_quarantine(server, tmp_path):
         grouplens_zip(extra_ratings=b"1\t9\t4\t881250960\n2\t1\t7\t881250961\n")
     )
     data = tmp_path / "data"
-    r = run(["data", "fetch", "--dataset", "ml-100k", "--json"], data, MLOPS_GROUPLENS_URL=srv.url)
+    r = run(["data", "fetch", "--dataset", "ml-100k", "--json", "--source", f"{srv.url}/ml-100k.zip"], data)
     assert r.returncode == 1
     err = json.loads(r.stdout)
     assert (
