@@ -19,11 +19,13 @@ help: ## List the targets (`make` alone does the same)
 $(UV):
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
 
-$(ML)/python: pyproject.toml uv.lock | $(UV)
+# A stamp file per environment, not bin/python: that is a symlink to the interpreter both environments
+# share, so touching it would mark the other environment fresh too.
+.venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --group ml --group dev
 	@touch $@
 
-$(CDK)/python: pyproject.toml uv.lock | $(UV)
+.venv-cdk/.synced: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-cdk $(UV) sync --frozen --no-default-groups --group cdk --group dev
 	@touch $@
 
@@ -31,8 +33,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-setup-ml: $(ML)/python
-setup-cdk: $(CDK)/python
+setup-ml: .venv/.synced
+setup-cdk: .venv-cdk/.synced
 setup-node: node_modules/.package-lock.json
 setup: setup-ml setup-cdk setup-node ## Create both environments and install the CDK CLI, from the locks
 
