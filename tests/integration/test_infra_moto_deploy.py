@@ -152,6 +152,10 @@ def test_model_package_group_and_pipeline_definition(
             artifact_bucket=settings.bucket_name("artifacts"),
             training_image=settings.images.training_uri if settings.images else "",
             serving_image=settings.images.serving_uri if settings.images else "",
+            # The jobs' volumes and outputs are encrypted with the Data stack's key.
+            kms_key=_client(deployed, "kms").describe_key(KeyId=f"alias/{settings.prefix}")["KeyMetadata"][
+                "Arn"
+            ],
         ),
     )
     assert stored == expected
