@@ -391,3 +391,44 @@ def test_alarms_dashboard_topic_and_approved_rule(synth: Synth, stage: str) -> N
             "Targets": [Match.object_like({"Arn": Match.any_value()})],
         },
     )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_jobs_are_private_encrypted_and_bounded(synth: Synth, stage: str) -> None:
+    s = settings_of(stage)
+    template = synth.template(stage, "MlPlatform")
+    (pipeline,) = resources(template, "AWS::SageMaker::Pipeline")
+    body, values = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    steps = {step["Name"]: step["Arguments"] for step in json.loads(body)["Steps"]}
+    groups = resources(template, "AWS::EC2::SecurityGroup")
+    for name in ("Prepare", "Evaluate"):
+        assert steps[name]["ProcessingOutputConfig"]["KmsKeyId"] == "${JobKmsKey}"
+        assert steps[name]["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "${JobKmsKey}"
+        assert steps[name]["StoppingCondition"] == {"MaxRuntimeInSeconds": s.max_processing_seconds}
+    train = steps["Train"]
+    assert (
+        train["OutputDataConfig"]["KmsKeyId"] == train["ResourceConfig"]["VolumeKmsKeyId"] == "${JobKmsKey}"
+    )
+    assert train["StoppingCondition"]["MaxRuntimeInSeconds"] == s.max_training_seconds
+    assert train["EnableInterContainerTrafficEncryption"] is True
+    assert steps["Evaluate"]["NetworkConfig"]["EnableNetworkIsolation"] is True
+    # Train is isolated unless it reports to the environment's MLflow server.
+    assert train["EnableNetworkIsolation"] is (not s.mlflow_enabled)
+    if s.vpc is None:
+        assert "JobSecurityGroup" not in values and groups == []
+        assert "VpcConfig" not in train and "VpcConfig" not in steps["Prepare"]["NetworkConfig"]
+        return
+    vpc = {"SecurityGroupIds": ["${JobSecurityGroup}"], "Subnets": s.vpc.subnet_ids}
+    assert train["VpcConfig"] == vpc
+    assert (
+        steps["Prepare"]["NetworkConfig"]["VpcConfig"]
+        == steps["Evaluate"]["NetworkConfig"]["VpcConfig"]
+        == vpc
+    )
+    (group,) = groups
+    logical = next(k for k, r in template["Resources"].items() if r["Type"] == "AWS::EC2::SecurityGroup")
+    assert values["JobSecurityGroup"] == {"Fn::GetAtt": [logical, "GroupId"]}
+    assert "SecurityGroupIngress" not in group and group["VpcId"] == s.vpc.vpc_id
+    # The only way in: from the same group (the instances of one multi-instance training job).
+    (ingress,) = resources(template, "AWS::EC2::SecurityGroupIngress")
+    assert ingress["SourceSecurityGroupId"] == ingress["GroupId"] == {"Fn::GetAtt": [logical, "GroupId"]}
