@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from infra.stacks.ml_platform import MlPlatformStack
 
 SAGEMAKER = iam.ServicePrincipal("sagemaker.amazonaws.com")
-# Pipeline steps name their jobs "pipelines-<execution>-<step>-...".
 _JOBS_REASON = "Pipeline steps name their jobs pipelines-<execution id>-<step>-..., unknown before a run"
 _PIPELINE_OUTPUTS = "pipelines/*"
 _PIPELINE_OUTPUTS_REASON = (
@@ -175,8 +174,11 @@ def _pipeline_role(stack: MlPlatformStack) -> None:
         [stack.roles["processing"].role.role_arn, stack.roles["training"].role.role_arn],
         StringEquals={"iam:PassedToService": "sagemaker.amazonaws.com"},
     )
+    # A versioned package is created in its group: the group's ARN is authorized too.
     job.allow(
-        "RegistryGroup", ["sagemaker:DescribeModelPackageGroup"], [_arn(stack, "model-package-group", group)]
+        "RegistryGroup",
+        ["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackage"],
+        [_arn(stack, "model-package-group", group)],
     )
     job.allow_wildcard(
         "Register",
