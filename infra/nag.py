@@ -9,6 +9,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 if TYPE_CHECKING:
+    from infra.constructs.job_role import JobRole
     from infra.stage import EnvironmentStage
 
 # CDK's grant_read/grant_read_write emit these action groups; each is limited to the resources granted.
@@ -43,15 +44,23 @@ def _grants(objects: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _ack_role(job: JobRole, extra: dict[str, str] | None = None) -> None:
+    """Acknowledge exactly the wildcards `job` recorded, on its default policy; `Resource::*` only on
+    its separate policy of actions without resource-level permissions."""
+    findings = {**job.wildcards, **(extra or {})}
+    if findings:
+        _ack(job.default_policy, findings)
+    if job.no_resource_level is not None:
+        _ack(job.no_resource_level, {"Resource::*": "; ".join(job.no_resource_level_reasons)})
+
+
 def acknowledge_findings(stage: EnvironmentStage) -> None:
     """Acknowledge the findings this design accepts, each with its reason; any other finding fails synth."""
     s = stage.settings
     arn = f"arn:<AWS::Partition>:{{service}}:{s.region}:{s.account}:"
-    sagemaker = arn.format(service="sagemaker")
     glue_tables = f"{arn.format(service='glue')}table/sagemaker_featurestore/{s.prefix.replace('-', '_')}*"
-    jobs = "Pipeline steps name their jobs and models pipelines-<execution>-..."
     _ack(
-        stage.features.offline_role,
+        stage.features.offline_role.node.find_child("DefaultPolicy"),
         {
             **_grants(
                 {
@@ -65,37 +74,20 @@ def acknowledge_findings(stage: EnvironmentStage) -> None:
             ),
         },
     )
-    execution = {
-        **_grants(
-            {
-                f"{s.bucket_name('raw')}/*": "Training reads any raw data version it is pointed at",
-                f"{s.bucket_name('artifacts')}/*": "Pipeline steps write under per-execution prefixes",
-                f"{s.bucket_name('capture')}/*": "The drift job reads captured requests under dated prefixes",
-            }
-        ),
-        "Resource::*": (
-            "ecr:GetAuthorizationToken has no resource-level permission; cloudwatch:PutMetricData has none "
-            "and is limited by a cloudwatch:namespace condition"
-        ),
-        f"Resource::{arn.format(service='logs')}log-group:/aws/sagemaker/*": (
-            "SageMaker jobs log to /aws/sagemaker/<job type> groups whose streams are named per job"
-        ),
-        f"Resource::{sagemaker}training-job/pipelines-*": jobs,
-        f"Resource::{sagemaker}processing-job/pipelines-*": jobs,
-        f"Resource::{sagemaker}model/pipelines-*": jobs,
-        f"Resource::{sagemaker}model-package/{s.model_package_group_name}/*": (
-            "Every version of this project's one model package group"
-        ),
-        f"Resource::{sagemaker}feature-group/{s.prefix}-*": "Feature groups of this project and environment",
-    }
-    if s.mlflow_enabled:
-        execution["Action::sagemaker-mlflow:*"] = (
-            "Logging runs uses many MLflow API actions; the statement names this environment's server only"
-        )
-    _ack(stage.ml_platform.role, execution)
+    platform = stage.ml_platform
+    for name, job in platform.roles.items():
+        extra = {}
+        if name == "training" and s.mlflow_enabled:
+            extra["Action::sagemaker-mlflow:*"] = (
+                "Logging runs uses many MLflow API actions; the statement names this environment's server"
+            )
+        _ack_role(job, extra)
+    _ack_role(platform.approver_role)
+    if s.studio_enabled:
+        _ack_role(platform.studio_role)
     if s.mlflow_enabled:
         _ack(
-            stage.ml_platform.mlflow_role,
+            platform.mlflow_role.node.find_child("DefaultPolicy"),
             _grants(
                 {f"{s.bucket_name('artifacts')}/mlflow/*": "MLflow stores run artifacts under mlflow/<run>/"}
             ),

@@ -9,13 +9,24 @@ from pipelines.definition import definition_json
 from pipelines.settings import PipelineSettings
 
 # Values only known at deploy time; the definition is built with these placeholders and Fn::Sub fills them.
-# The role is not among them: the SDK resolves a role that is not an ARN through IAM, so the execution role
-# has a fixed name and its ARN is known at synth.
+# The roles are not among them: the SDK resolves a role that is not an ARN through IAM, so every role the
+# definition names has a fixed name and its ARN is known at synth.
 PLACEHOLDERS = {
     "ArtifactBucket": "${ArtifactBucket}",
     "TrainingImage": "${TrainingImage}",
     "ServingImage": "${ServingImage}",
+    "JobKmsKey": "${JobKmsKey}",
 }
+# Only in an environment with a VPC: the jobs' security group, created by the MlPlatform stack.
+SECURITY_GROUP_PLACEHOLDER = {"JobSecurityGroup": "${JobSecurityGroup}"}
+
+# The roles of the training pipeline, each with one job (see docs/security.md).
+ROLES = ("pipeline", "processing", "training", "model")
+
+
+def placeholders(settings: EnvironmentSettings) -> dict[str, str]:
+    """The placeholders this environment's definition carries."""
+    return {**PLACEHOLDERS, **(SECURITY_GROUP_PLACEHOLDER if settings.vpc is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -25,16 +36,20 @@ class DeployValues:
     artifact_bucket: str
     training_image: str
     serving_image: str
+    kms_key: str
+    security_group: str = ""
 
 
-def execution_role_name(settings: EnvironmentSettings) -> str:
-    """The SageMaker execution role's fixed name."""
-    return f"{settings.prefix}-sagemaker-execution"
+def role_name(settings: EnvironmentSettings, job: str) -> str:
+    """The fixed name of one of the pipeline's roles (`ROLES`)."""
+    if job not in ROLES:
+        raise ValueError(f"role {job!r} is not one of {', '.join(ROLES)}")
+    return f"{settings.prefix}-sagemaker-{job}"
 
 
-def execution_role_arn(settings: EnvironmentSettings) -> str:
-    """The SageMaker execution role's ARN, known at synth time."""
-    return f"arn:aws:iam::{settings.account}:role/{execution_role_name(settings)}"
+def role_arn(settings: EnvironmentSettings, job: str) -> str:
+    """The ARN of one of the pipeline's roles, known at synth time."""
+    return f"arn:aws:iam::{settings.account}:role/{role_name(settings, job)}"
 
 
 def mlflow_tracking_server_name(settings: EnvironmentSettings) -> str:
@@ -55,7 +70,9 @@ def pipeline_settings(settings: EnvironmentSettings, values: DeployValues) -> Pi
     return PipelineSettings(
         pipeline_name=settings.pipeline_name,
         region=settings.region,
-        role_arn=execution_role_arn(settings),
+        role_arn=role_arn(settings, "pipeline"),
+        processing_role_arn=role_arn(settings, "processing"),
+        training_role_arn=role_arn(settings, "training"),
         bucket=values.artifact_bucket,
         training_image_uri=values.training_image,
         serving_image_uri=values.serving_image,
@@ -69,6 +86,11 @@ def pipeline_settings(settings: EnvironmentSettings, values: DeployValues) -> Pi
         movie_feature_group=settings.feature_group_name("movie_features"),
         # Without a managed server, training tracks to a local store inside the job (training.tracking).
         mlflow_tracking_uri=mlflow_tracking_server_arn(settings) if settings.mlflow_enabled else "",
+        kms_key_id=values.kms_key,
+        subnet_ids=list(settings.vpc.subnet_ids) if settings.vpc is not None else [],
+        security_group_ids=[values.security_group] if settings.vpc is not None else [],
+        max_processing_seconds=settings.max_processing_seconds,
+        max_training_seconds=settings.max_training_seconds,
     )
 
 
@@ -87,10 +109,12 @@ def placeholder_body(settings: EnvironmentSettings) -> str:
             artifact_bucket=PLACEHOLDERS["ArtifactBucket"],
             training_image=PLACEHOLDERS["TrainingImage"],
             serving_image=PLACEHOLDERS["ServingImage"],
+            kms_key=PLACEHOLDERS["JobKmsKey"],
+            security_group=SECURITY_GROUP_PLACEHOLDER["JobSecurityGroup"],
         ),
     )
     stray = body
-    for token in PLACEHOLDERS.values():
+    for token in placeholders(settings).values():
         stray = stray.replace(token, "")
     if "${" in stray:
         # Fn::Sub would read any other ${...} as a reference and fail the deploy with a cryptic error.

@@ -108,6 +108,9 @@ class EnvironmentSettings(_Strict):
     mlflow_size: Literal["Small", "Medium", "Large"] = "Small"
     studio_enabled: bool = False
     images: ImageSettings | None = None
+    # MaxRuntimeInSeconds of the pipeline's jobs (SageMaker's limits: processing 7 days, training 28).
+    max_processing_seconds: int = Field(default=2 * 3600, ge=60, le=7 * 24 * 3600)
+    max_training_seconds: int = Field(default=4 * 3600, ge=60, le=28 * 24 * 3600)
     model_package_arn: str | None = None
 
     @field_validator("training_instance_type", "processing_instance_type", "endpoint_instance_type")

@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.constructs.feature_group import FeatureGroupSpec
-from infra.pipeline_body import execution_role_arn
+from infra.pipeline_body import role_arn
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import DataStack
 from infra.stacks.features import FeaturesStack
@@ -65,7 +65,7 @@ class EnvironmentStage(cdk.Stage):
                 settings=settings,
                 key=self.data.key,
                 # By its fixed ARN, not a cross-stack token, so Serving deploys without updating MlPlatform.
-                role_arn=execution_role_arn(settings),
+                role_arn=role_arn(settings, "model"),
                 alarm_names=self.observability.names,
                 stack_name=f"{settings.prefix}-serving",
             )

@@ -162,19 +162,51 @@ def _processing_output(name: str, destination: Any) -> Any:
     )
 
 
-def _processor(settings: PipelineSettings, params: Parameters, session: Any, step: str) -> Any:
+def _network_config(settings: PipelineSettings, *, isolated: bool) -> Any:
+    """A processing job's network: the settings' VPC (if any), isolated when the step needs no network."""
+    from sagemaker.core.network import NetworkConfig  # noqa: PLC0415  heavy: loads sagemaker only when called
+
+    return NetworkConfig(
+        enable_network_isolation=isolated,
+        security_group_ids=settings.security_group_ids or None,
+        subnets=settings.subnet_ids or None,
+    )
+
+
+def _processor(
+    settings: PipelineSettings, params: Parameters, session: Any, step: str, *, isolated: bool
+) -> Any:
     from sagemaker.core.processing import Processor  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     return Processor(
-        role=settings.role_arn,
+        role=settings.processing_role,
         image_uri=settings.training_image_uri,
         instance_count=params.processing_instance_count,
         instance_type=params.processing_instance_type,
         entrypoint=["python", "-m", f"pipelines.steps.{step}"],
         base_job_name=f"{settings.pipeline_name}-{step}",
         env={"AWS_DEFAULT_REGION": settings.region, "PYTHONUNBUFFERED": "1"},
+        volume_kms_key=settings.kms_key_id or None,
+        output_kms_key=settings.kms_key_id or None,
+        max_runtime_in_seconds=settings.max_processing_seconds,
+        network_config=_network_config(settings, isolated=isolated),
         sagemaker_session=session,
     )
+
+
+def isolated_steps(settings: PipelineSettings) -> set[str]:
+    """The steps that run with network isolation: those that need no network besides their S3 channels.
+
+    Evaluate always (its inputs and output are channels). Prepare only without feature store ingestion
+    (PutRecord and Feast's push are network calls). Train only without an MLflow tracking server (without
+    one, training tracks to a local store inside the job).
+    """
+    out = {EVALUATE}
+    if settings.feature_store == "none":
+        out.add(PREPARE)
+    if not settings.mlflow_tracking_uri:
+        out.add(TRAIN)
+    return out
 
 
 def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, register: bool = True) -> Any:
@@ -197,7 +229,7 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
         TrainingStep,
     )
     from sagemaker.train import ModelTrainer  # noqa: PLC0415  heavy: loads sagemaker only when called
-    from sagemaker.train.configs import Compute, InputData, OutputDataConfig, StoppingCondition  # noqa: PLC0415  heavy: loads sagemaker only when called
+    from sagemaker.train.configs import Compute, InputData, Networking, OutputDataConfig, StoppingCondition  # noqa: PLC0415  heavy: loads sagemaker only when called
 
     session = session if session is not None else offline_session(settings)
     params = parameters(settings)
@@ -222,7 +254,8 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
                 "(`mlops pipeline run --local` starts one and sets it)"
             )
         prepare_arguments += ["--feast-url", settings.feast_url]
-    prepare_args = _processor(settings, params, session, "prepare").run(
+    isolated = isolated_steps(settings)
+    prepare_args = _processor(settings, params, session, "prepare", isolated=PREPARE in isolated).run(
         inputs=[_processing_input("raw", params.input_data_uri, f"{PROCESSING_ROOT}/input/raw")],
         outputs=prepare_outputs,
         arguments=prepare_arguments,
@@ -255,15 +288,26 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
         environment["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
     trainer = ModelTrainer(
         training_image=settings.training_image_uri,
-        role=settings.role_arn,
+        role=settings.training_role,
         compute=Compute(
-            instance_type=params.training_instance_type, instance_count=params.training_instance_count
+            instance_type=params.training_instance_type,
+            instance_count=params.training_instance_count,
+            volume_kms_key_id=settings.kms_key_id or None,
         ),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=4 * 3600),
+        networking=Networking(
+            subnets=settings.subnet_ids or None,
+            security_group_ids=settings.security_group_ids or None,
+            enable_network_isolation=TRAIN in isolated,
+            # Always: the instance count is a pipeline parameter an execution may raise, and one
+            # instance has no inter-container traffic to slow down.
+            enable_inter_container_traffic_encryption=True,
+        ),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=settings.max_training_seconds),
         hyperparameters=hyperparameters,
         environment=environment,
         output_data_config=OutputDataConfig(
-            s3_output_path=settings.artifact_uri(settings.pipeline_name, "models")
+            s3_output_path=settings.artifact_uri(settings.pipeline_name, "models"),
+            kms_key_id=settings.kms_key_id or None,
         ),
         base_job_name=f"{settings.pipeline_name}-train",
         sagemaker_session=session,
@@ -284,7 +328,7 @@ def build_pipeline(settings: PipelineSettings, *, session: Any | None = None, re
 
     # Evaluate: model vs baselines on the test split, into evaluation.json (a PropertyFile).
     evaluation = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE)
-    evaluate_args = _processor(settings, params, session, "evaluate").run(
+    evaluate_args = _processor(settings, params, session, "evaluate", isolated=EVALUATE in isolated).run(
         inputs=[
             _processing_input(
                 "model", train.properties.ModelArtifacts.S3ModelArtifacts, f"{PROCESSING_ROOT}/input/model"

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -31,6 +32,12 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _INSTANCE = re.compile(r"^(local|ml\.[a-z0-9]+\.[a-z0-9]+)$")
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_KMS_KEY = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+# SageMaker's own limits on MaxRuntimeInSeconds: processing 7 days, training 28 days.
+MAX_PROCESSING_SECONDS = 7 * 24 * 3600
+MAX_TRAINING_SECONDS = 28 * 24 * 3600
 
 
 def _placeholder(value: str) -> bool:
@@ -53,7 +60,18 @@ class PipelineSettings(BaseModel):
 
     pipeline_name: str = "mlops-movielens-training"
     region: str = "us-east-1"
+    # The role SageMaker assumes to run the pipeline itself (start and describe its jobs, pass the job roles).
     role_arn: str = "arn:aws:iam::123456789012:role/mlops-sagemaker-execution"
+    # The roles the jobs run with; "" means role_arn (local runs use one role for everything).
+    processing_role_arn: str = ""
+    training_role_arn: str = ""
+    # KMS key (ARN) for the jobs' volumes and outputs; "" leaves SageMaker's default (local runs).
+    kms_key_id: str = ""
+    # The VPC the jobs run in: subnets and security groups, both or neither.
+    subnet_ids: list[str] = Field(default_factory=list)
+    security_group_ids: list[str] = Field(default_factory=list)
+    max_processing_seconds: int = Field(default=2 * 3600, ge=60, le=MAX_PROCESSING_SECONDS)
+    max_training_seconds: int = Field(default=4 * 3600, ge=60, le=MAX_TRAINING_SECONDS)
     bucket: str = "mlops-movielens-artifacts"
     # Prefix under the bucket for every step's outputs; execution id is appended at run time.
     artifact_prefix: str = "pipelines"
@@ -85,14 +103,36 @@ class PipelineSettings(BaseModel):
     split_seed: int = 42
     cache_expire_after: str = "P30D"
 
-    @field_validator("role_arn")
+    @field_validator("role_arn", "processing_role_arn", "training_role_arn")
     @classmethod
-    def _role(cls, value: str) -> str:
+    def _role(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name != "role_arn" and value == "":
+            return value
         if not (_ROLE_ARN.match(value) or _placeholder(value)):
             raise ValueError(
                 f"role_arn {value!r} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>); "
                 "give the SageMaker execution role's full ARN"
             )
+        return value
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _kms_key(cls, value: str) -> str:
+        if value and not (_KMS_KEY.match(value) or _placeholder(value)):
+            raise ValueError(
+                f"kms_key_id {value!r} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); "
+                "give the key's full ARN, or leave it empty for SageMaker's default encryption"
+            )
+        return value
+
+    @field_validator("subnet_ids", "security_group_ids")
+    @classmethod
+    def _network_ids(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        subnets = info.field_name == "subnet_ids"
+        pattern, example = (_SUBNET, "subnet-0123abcd...") if subnets else (_SECURITY_GROUP, "sg-0123abcd...")
+        for item in value:
+            if not (pattern.match(item) or _placeholder(item)):
+                raise ValueError(f"{info.field_name} has {item!r}, which is not an id like {example}")
         return value
 
     @field_validator("bucket")
@@ -177,6 +217,11 @@ class PipelineSettings(BaseModel):
                 f"instance types mix 'local' and ml.* ({local}); a pipeline runs either entirely "
                 "in local mode or entirely in SageMaker"
             )
+        if bool(self.subnet_ids) != bool(self.security_group_ids):
+            raise ValueError(
+                f"subnet_ids {self.subnet_ids} and security_group_ids {self.security_group_ids}: a job "
+                "runs in a VPC with both or with neither; give both, or leave both empty"
+            )
         if all(local.values()) and self.feature_store == "sagemaker":
             raise ValueError(
                 "feature_store 'sagemaker' cannot run in local mode: moto has no Feature Store "
@@ -188,6 +233,16 @@ class PipelineSettings(BaseModel):
     def default_input_uri(self) -> str:
         """Where the raw data is read from when the InputDataUri parameter is not given."""
         return self.input_data_uri or f"s3://{self.bucket}/raw/{self.dataset}/"
+
+    @property
+    def processing_role(self) -> str:
+        """The role the processing jobs (Prepare, Evaluate) run with."""
+        return self.processing_role_arn or self.role_arn
+
+    @property
+    def training_role(self) -> str:
+        """The role the training job runs with."""
+        return self.training_role_arn or self.role_arn
 
     @property
     def is_local(self) -> bool:

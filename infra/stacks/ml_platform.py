@@ -1,4 +1,4 @@
-"""ML platform stack: images, execution role, model package group, pipeline, schedule, MLflow, Studio."""
+"""ML platform stack: images, one role per job, model package group, pipeline, schedule, MLflow, Studio."""
 
 from __future__ import annotations
 
@@ -8,25 +8,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, Fn, Stack
+from aws_cdk import Fn, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from images.context import assemble_context
 from images.spec import IMAGES
-from infra.pipeline_body import (
-    PLACEHOLDERS,
-    execution_role_name,
-    mlflow_tracking_server_name,
-    placeholder_body,
-)
+from infra.constructs.job_role import JobRole
+from infra.pipeline_body import mlflow_tracking_server_name, placeholder_body, placeholders
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import project_bucket
+from infra.stacks.ml_roles import approver_role, configure_job_roles, studio_user_role
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTEXTS = REPO_ROOT / "build" / "cdk-image-contexts"
@@ -50,7 +48,7 @@ _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com[^/]*/(
 
 
 class MlPlatformStack(Stack):
-    """Everything that trains and registers models."""
+    """Everything that trains and registers models, and the role each part runs with."""
 
     def __init__(
         self,
@@ -64,52 +62,38 @@ class MlPlatformStack(Stack):
         """Create the platform; images come from settings.images or are built from the Dockerfiles."""
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        raw_bucket = project_bucket(self, settings, "raw")
-        artifact_bucket = project_bucket(self, settings, "artifacts")
-        capture_bucket = project_bucket(self, settings, "capture")
-        self.role = iam.Role(
-            self,
-            "ExecutionRole",
-            role_name=execution_role_name(settings),
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"{settings.prefix}: SageMaker jobs, pipeline and endpoint of this project only",
-        )
+        self.key = key
+        self.raw_bucket = project_bucket(self, settings, "raw")
+        self.artifact_bucket = project_bucket(self, settings, "artifacts")
+        self.capture_bucket = project_bucket(self, settings, "capture")
         self.training_image, self.serving_image = self._images(settings)
-        raw_bucket.grant_read(self.role)
-        artifact_bucket.grant_read_write(self.role)
-        capture_bucket.grant_read(self.role)
-        key.grant_encrypt_decrypt(self.role)
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,
             "ModelPackageGroup",
             model_package_group_name=settings.model_package_group_name,
             model_package_group_description=f"MovieLens recommender ({settings.name})",
         )
-        self._role_policy(settings)
-        self.pipeline = self._pipeline(settings, artifact_bucket)
+        self.job_security_group = self._job_security_group(settings)
+        self.roles: dict[str, JobRole] = {}
+        self._job_roles()
+        self.pipeline = self._pipeline(settings)
         self._schedule(settings)
         if settings.mlflow_enabled:
-            self._mlflow(settings, key, artifact_bucket)
+            self._mlflow(settings, key)
+        self._approver(settings)
         if settings.studio_enabled:
             self._studio(settings, key)
 
     def _images(self, settings: EnvironmentSettings) -> tuple[str, str]:
+        # Image -> its ECR repository (ARN or asset repository), for the roles that pull it.
+        self.image_pulls: dict[str, str | ecr.IRepository] = {}
         if settings.images is not None:
             uris = (settings.images.training_uri, settings.images.serving_uri)
-            for uri in uris:
+            for name, uri in zip(("training", "serving"), uris, strict=True):
                 match = _ECR_URI.match(uri)
                 if match:
                     account, region, repo = match.groups()
-                    self.role.add_to_policy(
-                        iam.PolicyStatement(
-                            actions=[
-                                "ecr:BatchGetImage",
-                                "ecr:GetDownloadUrlForLayer",
-                                "ecr:BatchCheckLayerAvailability",
-                            ],
-                            resources=[f"arn:aws:ecr:{region}:{account}:repository/{repo}"],
-                        )
-                    )
+                    self.image_pulls[name] = f"arn:aws:ecr:{region}:{account}:repository/{repo}"
             return uris
 
         built: list[str] = []
@@ -122,121 +106,68 @@ class MlPlatformStack(Stack):
                 file=IMAGES[name].dockerfile,
                 platform=ecr_assets.Platform.LINUX_AMD64,
             )
-            asset.repository.grant_pull(self.role)
+            self.image_pulls[name] = asset.repository
             built.append(asset.image_uri)
         return built[0], built[1]
 
-    def _role_policy(self, settings: EnvironmentSettings) -> None:
-        prefix = settings.prefix
-        group = settings.model_package_group_name
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PipelineJobs",
-                actions=[
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:StopProcessingJob",
-                    "sagemaker:AddTags",
-                ],
-                # Pipeline steps name their jobs "pipelines-<execution>-<step>-...".
-                resources=[
-                    self.format_arn(
-                        service="sagemaker", resource="training-job", resource_name="pipelines-*"
-                    ),
-                    self.format_arn(
-                        service="sagemaker", resource="processing-job", resource_name="pipelines-*"
-                    ),
-                ],
-            )
+    def _job_security_group(self, settings: EnvironmentSettings) -> ec2.CfnSecurityGroup | None:
+        """The jobs' security group in the environment's VPC: no ingress but from itself, HTTPS out."""
+        if settings.vpc is None:
+            return None
+        group = ec2.CfnSecurityGroup(
+            self,
+            "JobSecurityGroup",
+            group_description=(
+                f"{settings.prefix} pipeline jobs: no inbound except between the instances of one job, "
+                "HTTPS out to VPC endpoints"
+            ),
+            vpc_id=settings.vpc.vpc_id,
+            security_group_egress=[
+                ec2.CfnSecurityGroup.EgressProperty(
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_ip="10.0.0.0/8",
+                    description="HTTPS to interface VPC endpoints",
+                )
+            ],
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="Registry",
-                actions=[
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:ListModelPackages",
-                    "sagemaker:UpdateModelPackage",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:CreateModel",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:AddTags",
-                ],
-                resources=[
-                    self.format_arn(service="sagemaker", resource="model-package-group", resource_name=group),
-                    self.format_arn(
-                        service="sagemaker", resource="model-package", resource_name=f"{group}/*"
-                    ),
-                    self.format_arn(service="sagemaker", resource="model", resource_name="pipelines-*"),
-                ],
-            )
+        # Distributed training: the instances of one job talk to each other (and, with inter-container
+        # traffic encryption, over IPsec), so members of this group may reach each other, and no one else.
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "JobPeersIn",
+            group_id=group.attr_group_id,
+            ip_protocol="-1",
+            source_security_group_id=group.attr_group_id,
+            description="Between the instances of one multi-instance job",
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="FeatureStore",
-                actions=["sagemaker:PutRecord", "sagemaker:GetRecord", "sagemaker:DescribeFeatureGroup"],
-                resources=[
-                    self.format_arn(
-                        service="sagemaker", resource="feature-group", resource_name=f"{prefix}-*"
-                    )
-                ],
-            )
+        ec2.CfnSecurityGroupEgress(
+            self,
+            "JobPeersOut",
+            group_id=group.attr_group_id,
+            ip_protocol="-1",
+            destination_security_group_id=group.attr_group_id,
+            description="Between the instances of one multi-instance job",
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PassOwnRole",
-                actions=["iam:PassRole"],
-                resources=[self.role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    self.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        # CloudWatch Logs ARNs separate the resource type with a colon.
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="Metrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={
-                    "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker", "mlops/*"]}
-                },
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
-        )
+        return group
 
-    def _pipeline(self, settings: EnvironmentSettings, artifact_bucket: s3.IBucket) -> sagemaker.CfnPipeline:
+    def _job_roles(self) -> None:
+        """The processing, training, model and pipeline roles, each with its own grants (docs/security.md)."""
+        configure_job_roles(self)
+
+    def _pipeline(self, settings: EnvironmentSettings) -> sagemaker.CfnPipeline:
         values = {
-            "ArtifactBucket": artifact_bucket.bucket_name,
+            "ArtifactBucket": self.artifact_bucket.bucket_name,
             "TrainingImage": self.training_image,
             "ServingImage": self.serving_image,
+            "JobKmsKey": self.key.key_arn,
         }
-        if set(values) != set(PLACEHOLDERS):
-            raise RuntimeError(
-                f"placeholders {sorted(PLACEHOLDERS)} and their values {sorted(values)} differ"
-            )
+        if self.job_security_group is not None:
+            values["JobSecurityGroup"] = self.job_security_group.attr_group_id
+        expected = placeholders(settings)
+        if set(values) != set(expected):
+            raise RuntimeError(f"placeholders {sorted(expected)} and their values {sorted(values)} differ")
         body = Fn.sub(placeholder_body(settings), values)
         pipeline = sagemaker.CfnPipeline(
             self,
@@ -244,10 +175,12 @@ class MlPlatformStack(Stack):
             pipeline_name=settings.pipeline_name,
             pipeline_display_name=settings.pipeline_name,
             pipeline_description="Prepare, train, evaluate and register the MovieLens recommender",
-            role_arn=self.role.role_arn,
+            role_arn=self.roles["pipeline"].role.role_arn,
             pipeline_definition={"PipelineDefinitionBody": body},
         )
-        pipeline.node.add_dependency(self.role)
+        # The definition names the job roles by ARN: they and their policies must exist first.
+        for role in self.roles.values():
+            pipeline.node.add_dependency(role)
         return pipeline
 
     def _schedule(self, settings: EnvironmentSettings) -> None:
@@ -284,7 +217,8 @@ class MlPlatformStack(Stack):
         self.schedule.node.add_dependency(self.pipeline)
         self.schedule.node.add_dependency(role)
 
-    def _mlflow(self, settings: EnvironmentSettings, key: kms.IKey, artifact_bucket: s3.IBucket) -> None:
+    def _mlflow(self, settings: EnvironmentSettings, key: kms.IKey) -> None:
+        artifact_bucket = self.artifact_bucket
         self.mlflow_role = role = iam.Role(
             self,
             "MlflowRole",
@@ -303,16 +237,22 @@ class MlPlatformStack(Stack):
             automatic_model_registration=False,
         )
         self.mlflow.node.add_dependency(role)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="MlflowTracking",
-                actions=["sagemaker-mlflow:*"],
-                resources=[self.mlflow.attr_tracking_server_arn],
-            )
+        # Training logs runs to the server and uploads run artifacts under mlflow/ itself.
+        training = self.roles["training"]
+        training.allow("MlflowTracking", ["sagemaker-mlflow:*"], [self.mlflow.attr_tracking_server_arn])
+        training.write(
+            "MlflowArtifacts",
+            artifact_bucket,
+            "mlflow/*",
+            "MLflow run artifacts go under mlflow/<experiment>/<run>/",
         )
+
+    def _approver(self, settings: EnvironmentSettings) -> None:
+        self.approver_role = approver_role(self, settings)
 
     def _studio(self, settings: EnvironmentSettings, key: kms.IKey) -> None:
         assert settings.vpc is not None  # the settings refuse Studio without a VPC
+        self.studio_role = studio_user_role(self, settings)
         self.studio = sagemaker.CfnDomain(
             self,
             "StudioDomain",
@@ -322,5 +262,8 @@ class MlPlatformStack(Stack):
             subnet_ids=settings.vpc.subnet_ids,
             app_network_access_type="VpcOnly",
             kms_key_id=key.key_arn,
-            default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(execution_role=self.role.role_arn),
+            default_user_settings=sagemaker.CfnDomain.UserSettingsProperty(
+                execution_role=self.studio_role.role.role_arn
+            ),
         )
+        self.studio.node.add_dependency(self.studio_role)

@@ -24,6 +24,8 @@ def local_settings(base: PipelineSettings | None = None, **overrides: Any) -> Pi
         training_instance_type="local",
         bucket=LOCAL_BUCKET,
         role_arn=LOCAL_ROLE,
+        processing_role_arn=LOCAL_ROLE,
+        training_role_arn=LOCAL_ROLE,
         # Locally the feature store is Feast; a settings file may still say "none" to skip ingestion.
         feature_store="none" if values["feature_store"] == "none" else "feast",
         training_image_uri="mlops-training:latest",

@@ -90,6 +90,49 @@ def test_nag_runs_on_the_real_app(tmp_path: Path) -> None:
     assert paths == {"Dev/Data/NagProbe/Resource"}, paths
 
 
+# What the security review injected into the old single role without a finding: each on every resource.
+INJECTED = ("iam:PassRole", "s3:GetObject", "sagemaker:UpdateModelPackage")
+
+
+def _violations(outdir: Path) -> set[tuple[str, str]]:
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return {
+        (v["ruleName"], c["constructPath"])
+        for plugin in report["pluginReports"]
+        for v in plugin["violations"]
+        for c in v["violatingConstructs"]
+    }
+
+
+def test_a_wildcard_injected_into_any_role_fails_synth(tmp_path: Path) -> None:
+    """Every role of the real Prod stage (all roles exist there), given one more statement on `*`, fails
+    cdk-nag: acknowledgements name exact resources on exact policies, never a whole role."""
+    context = {**full_context(), "env": "prod"}
+    app = build_app(context, outdir=str(tmp_path))
+    stage = app.node.find_child(stage_id("prod"))
+    roles = [c for c in stage.node.find_all() if isinstance(c, iam.Role)]
+    names = {role.node.path for role in roles}
+    # The job roles, approver, Studio users, MLflow server, schedule, feature store offline store.
+    assert len(roles) >= 9, names
+    for role in roles:
+        for action in INJECTED:
+            role.add_to_policy(iam.PolicyStatement(actions=[action], resources=["*"]))
+    # And a wider prefix than granted: the model role reading the whole artifacts bucket.
+    platform = stage.node.find_child("MlPlatform")
+    artifacts = platform.settings.bucket_name("artifacts")
+    platform.roles["model"].role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:aws:s3:::{artifacts}/*"])
+    )
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    found = _violations(tmp_path)
+    policies = {f"{path}/DefaultPolicy/Resource" for path in names}
+    model_policy = f"{platform.roles['model'].role.node.path}/DefaultPolicy/Resource"
+    assert found == {("AwsSolutions-IAM5[Resource::*]", policy) for policy in policies} | {
+        (f"AwsSolutions-IAM5[Resource::arn:aws:s3:::{artifacts}/*]", model_policy)
+    }
+
+
 def test_cfn_lint_finds_no_errors(synth: Synth) -> None:
     findings = cfn_lint(*[str(f) for f in synth.files])
     print(f"cfn-lint: {len(synth.files)} templates, {len(findings)} informational findings")

@@ -38,6 +38,9 @@ def test_every_environment_in_cdk_json_is_valid() -> None:
         ("retraining_schedule", "every week", "'every week' is not an EventBridge Scheduler expression"),
         ("notification_email", "oncall", "'oncall' is not an e-mail address"),
         ("account", "12345", "context.environments.dev.account = '12345'"),
+        # SageMaker refuses MaxRuntimeInSeconds over 28 days (training) and 7 days (processing).
+        ("max_training_seconds", 29 * 86400, "context.environments.dev.max_training_seconds = 2505600"),
+        ("max_processing_seconds", 8 * 86400, "context.environments.dev.max_processing_seconds = 691200"),
         ("surprise", 1, "context.environments.dev.surprise = 1"),
     ],
 )

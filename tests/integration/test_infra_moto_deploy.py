@@ -32,7 +32,7 @@ import boto3
 import pytest
 
 from infra.local.deploy import REGION, aws_env, start_server
-from infra.pipeline_body import DeployValues, definition_body
+from infra.pipeline_body import ROLES, DeployValues, definition_body, role_arn, role_name
 from infra.settings import EnvironmentSettings, parse_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,9 +152,30 @@ def test_model_package_group_and_pipeline_definition(
             artifact_bucket=settings.bucket_name("artifacts"),
             training_image=settings.images.training_uri if settings.images else "",
             serving_image=settings.images.serving_uri if settings.images else "",
+            # The jobs' volumes and outputs are encrypted with the Data stack's key.
+            kms_key=_client(deployed, "kms").describe_key(KeyId=f"alias/{settings.prefix}")["KeyMetadata"][
+                "Arn"
+            ],
         ),
     )
     assert stored == expected
+
+
+def test_one_role_per_job_is_deployed(deployed, settings: EnvironmentSettings) -> None:
+    iam = _client(deployed, "iam")
+    sagemaker = _client(deployed, "sagemaker")
+    for job in ROLES:
+        role = iam.get_role(RoleName=role_name(settings, job))["Role"]
+        assert role["Arn"] == role_arn(settings, job)
+        assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []
+        assert iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"], job
+    iam.get_role(RoleName=f"{settings.prefix}-model-approver")
+    pipeline = sagemaker.describe_pipeline(PipelineName=settings.pipeline_name)
+    assert pipeline["RoleArn"] == role_arn(settings, "pipeline")
+    endpoint = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["ExecutionRoleArn"] == role_arn(settings, "model")
 
 
 def test_endpoint_config_captures_data_with_kms(deployed, settings: EnvironmentSettings) -> None:
