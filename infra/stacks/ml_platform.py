@@ -127,7 +127,7 @@ class MlPlatformStack(Stack):
                     ip_protocol="tcp",
                     from_port=443,
                     to_port=443,
-                    cidr_ip="10.0.0.0/8",
+                    cidr_ip=settings.vpc.cidr,
                     description="HTTPS to interface VPC endpoints",
                 )
             ],
