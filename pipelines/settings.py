@@ -21,7 +21,10 @@ from pydantic import (
 from dataset.dataset_names import DatasetName
 from training.hyperparameters import Hyperparameters
 
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+# What a run may register a package as. Never "Approved": approval is a reviewer's act
+# (UpdateModelPackage, which only the approver role may call, docs/security.md), so whoever may start
+# the pipeline must not be able to approve through a parameter.
+APPROVAL_STATUSES = ("PendingManualApproval", "Rejected")
 # Hyperparameters the Train step takes from pipeline parameters, never from the settings.
 PIPELINE_HYPERPARAMETERS = ("dataset", "dataset_version")
 
@@ -168,7 +171,10 @@ class PipelineSettings(BaseModel):
     @classmethod
     def _approval(cls, value: str) -> str:
         if value not in APPROVAL_STATUSES:
-            raise ValueError(f"approval_status {value!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+            raise ValueError(
+                f"approval_status {value!r} is not one of {', '.join(APPROVAL_STATUSES)}: a run registers "
+                "for review; approve afterwards in the registry (the approver role)"
+            )
         return value
 
     @field_validator("input_data_uri")

@@ -102,3 +102,16 @@ def test_cli_refuses_a_misspelt_hyperparameter_before_building(tmp_path: Path) -
     result = CliRunner().invoke(app, ["definition", "--settings", str(path)])
     assert result.exit_code == 2
     assert "'learning_rat'" in result.output and "learning_rate" in result.output
+
+
+def test_a_run_cannot_register_a_package_as_approved() -> None:
+    """Approval is the approver role's act in the registry, never a settings value or a start parameter."""
+    from pipelines import control
+    from pipelines.definition import parameters
+
+    with pytest.raises(ValidationError, match="approve afterwards in the registry"):
+        PipelineSettings.model_validate({"approval_status": "Approved"})
+    approval = next(p for p in parameters(PipelineSettings()).all() if p.name == "ModelApprovalStatus")
+    assert "Approved" not in approval.enum_values
+    with pytest.raises(ValueError, match="ModelApprovalStatus='Approved' is not one of"):
+        control.check_parameters(parameters(PipelineSettings()).all(), {"ModelApprovalStatus": "Approved"})
