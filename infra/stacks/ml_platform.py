@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Fn, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -16,6 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from images.context import assemble_context
@@ -196,6 +197,25 @@ class MlPlatformStack(Stack):
         role.add_to_policy(
             iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])
         )
+        # A start that still fails after the retries (throttled, pipeline missing, role broken) lands here
+        # instead of vanishing: 14 days to see and replay it.
+        self.schedule_dlq = sqs.Queue(
+            self,
+            "RetrainingScheduleDlq",
+            queue_name=f"{settings.prefix}-retraining-dlq",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.schedule_dlq.queue_arn])
+        )
+        # Sending to a KMS-encrypted queue also takes a data key from the queue's key (named actions, so
+        # no wildcard to acknowledge).
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
+        )
         self.schedule = scheduler.CfnSchedule(
             self,
             "RetrainingSchedule",
@@ -212,6 +232,9 @@ class MlPlatformStack(Stack):
                     pipeline_parameter_list=[]
                 ),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=3),
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
+                    arn=self.schedule_dlq.queue_arn
+                ),
             ),
         )
         self.schedule.node.add_dependency(self.pipeline)

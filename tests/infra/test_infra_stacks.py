@@ -244,8 +244,16 @@ def test_schedule_starts_only_this_pipeline(synth: Synth, stage: str) -> None:
         if "sagemaker:StartPipelineExecution" in json.dumps(p) and "ScheduleRole" in json.dumps(p["Roles"])
     ]
     (policy,) = schedule_policies
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "sagemaker:StartPipelineExecution"
+    start, dead_letter, key_use = policy["PolicyDocument"]["Statement"]
+    assert start["Action"] == "sagemaker:StartPipelineExecution"
+    # A start that fails after the retries goes to the schedule's own dead-letter queue, not nowhere.
+    (queue_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::SQS::Queue"]
+    assert schedule["Target"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    assert dead_letter["Action"] == "sqs:SendMessage"
+    assert key_use["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert dead_letter["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    queue = template["Resources"][queue_id]["Properties"]
+    assert "KmsMasterKeyId" in queue and queue["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 def test_mlflow_and_studio_follow_the_environment(synth: Synth) -> None:
