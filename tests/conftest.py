@@ -22,10 +22,14 @@ import pytest
 from hypothesis import settings
 
 BASE_EXAMPLES = 100
+# Each profile derives from Hypothesis's own defaults, not from whatever profile is loaded when this
+# module runs: imported a second time (`from tests.conftest import ...`) under CI=true, a profile
+# built from the current default would inherit `ci`'s derandomize.
+_DEFAULT = settings.get_profile("default")
 PROFILES = {
-    "ci": settings(derandomize=True, print_blob=True, max_examples=BASE_EXAMPLES, deadline=None),
-    "dev": settings(print_blob=True, max_examples=BASE_EXAMPLES, deadline=None),
-    "wide": settings(print_blob=True, max_examples=10 * BASE_EXAMPLES, deadline=None),
+    "ci": settings(_DEFAULT, derandomize=True, print_blob=True, max_examples=BASE_EXAMPLES, deadline=None),
+    "dev": settings(_DEFAULT, print_blob=True, max_examples=BASE_EXAMPLES, deadline=None),
+    "wide": settings(_DEFAULT, print_blob=True, max_examples=10 * BASE_EXAMPLES, deadline=None),
 }
 for _name, _profile in PROFILES.items():
     settings.register_profile(_name, _profile)
