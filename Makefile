@@ -52,7 +52,7 @@ test: ## Run every test: unit, infra (CDK), integration (Docker, moto); then eac
 test-unit: setup-ml ## Unit tests only (no network, no Docker; about 3 min)
 	$(ML)/pytest tests/unit -q
 
-test-infra: setup-cdk setup-node ## CDK tests only: synth assertions, cdk-nag, cfn-lint
+test-infra: setup-cdk setup-node ## CDK tests only: synth assertions, cdk-nag, cfn-lint, checkov
 	$(CDK)/pytest tests/infra -q
 
 test-integration: setup docker ## Integration tests only (Docker, moto, the real CLI)
