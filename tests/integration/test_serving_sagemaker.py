@@ -171,6 +171,11 @@ def test_endpoint_answers_through_invoke_endpoint(session, image, model_dir):
     finally:
         client.delete_endpoint(EndpointName=endpoint)
         client.delete_endpoint_config(EndpointConfigName=config)
+        # delete_endpoint returns while docker-compose still stops the container; remove it now (it
+        # carries this module's labels) so that the next local-mode container finds port 8080 released.
+        from standins.docker import remove_containers
+
+        remove_containers(session.config["local"]["container_config"]["labels"])
 
 
 def test_batch_transform_answers_each_jsonlines_record_in_order(session, image, model_dir, tmp_path):
