@@ -22,6 +22,7 @@ from constructs import Construct
 from images.context import assemble_context
 from images.spec import IMAGES
 from infra.constructs.job_role import JobRole
+from infra.constructs.security_group import https_to_vpc_only
 from infra.pipeline_body import mlflow_tracking_server_name, placeholder_body, placeholders
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import project_bucket
@@ -115,23 +116,15 @@ class MlPlatformStack(Stack):
         """The jobs' security group in the environment's VPC: no ingress but from itself, HTTPS out."""
         if settings.vpc is None:
             return None
-        group = ec2.CfnSecurityGroup(
+        group = https_to_vpc_only(
             self,
             "JobSecurityGroup",
-            group_description=(
+            vpc=settings.vpc,
+            description=(
                 f"{settings.prefix} pipeline jobs: no inbound except between the instances of one job, "
                 "HTTPS out to VPC endpoints"
             ),
-            vpc_id=settings.vpc.vpc_id,
-            security_group_egress=[
-                ec2.CfnSecurityGroup.EgressProperty(
-                    ip_protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    cidr_ip=settings.vpc.cidr,
-                    description="HTTPS to interface VPC endpoints",
-                )
-            ],
+            egress_description="HTTPS to interface VPC endpoints",
         )
         # Distributed training: the instances of one job talk to each other (and, with inter-container
         # traffic encryption, over IPsec), so members of this group may reach each other, and no one else.

@@ -6,12 +6,12 @@ from typing import Any
 
 from aws_cdk import Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.constructs.alarms import VARIANT_NAME, AlarmNames
+from infra.constructs.security_group import https_to_vpc_only
 from infra.settings import EnvironmentSettings
 from infra.stacks.data import project_bucket
 
@@ -40,20 +40,12 @@ class ServingStack(Stack):
             )
         vpc_config = None
         if settings.vpc is not None:
-            self.security_group = ec2.CfnSecurityGroup(
+            self.security_group = https_to_vpc_only(
                 self,
                 "EndpointSecurityGroup",
-                group_description=f"{settings.prefix} endpoint: no inbound, HTTPS out to VPC endpoints only",
-                vpc_id=settings.vpc.vpc_id,
-                security_group_egress=[
-                    ec2.CfnSecurityGroup.EgressProperty(
-                        ip_protocol="tcp",
-                        from_port=443,
-                        to_port=443,
-                        cidr_ip=settings.vpc.cidr,
-                        description="HTTPS to the interface VPC endpoints, inside this VPC only",
-                    )
-                ],
+                vpc=settings.vpc,
+                description=f"{settings.prefix} endpoint: no inbound, HTTPS out to VPC endpoints only",
+                egress_description="HTTPS to the interface VPC endpoints, inside this VPC only",
             )
             vpc_config = sagemaker.CfnModel.VpcConfigProperty(
                 security_group_ids=[self.security_group.attr_group_id], subnets=settings.vpc.subnet_ids
