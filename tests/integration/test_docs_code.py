@@ -118,27 +118,27 @@ def _check_make(words: list[str]) -> None:
 
 
 def _check_mlops(words: list[str]) -> None:
-    path = []
+    # The longest run of leading words that names a command; its --help (wide, plain) lists the options.
+    wide = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "TERM": "dumb"}
+    path: list[str] = []
+    helptext = ""
     for word in words[1:]:
         if word.startswith("-"):
             break
-        path.append(word)
         probe = subprocess.run(
-            [str(MLOPS), *path, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+            [str(MLOPS), *path, word, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=wide,
         )
         if probe.returncode != 0:
-            path.pop()
             break
+        path.append(word)
+        helptext = probe.stdout
     assert path, f"`{shlex.join(words)}`: no such mlops command"
-    helptext = subprocess.run(
-        [str(MLOPS), *path, "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "TERM": "dumb"},
-    ).stdout
     for word in words[1 + len(path) :]:
         if word.startswith("--"):
             option = word.split("=", 1)[0]
