@@ -1,4 +1,4 @@
-"""The serving container's environment for a deployed model: one function for the CDK and both registries."
+"""The serving container's environment for a deployed model: one function for the CDK and both registries.
 
 The variable names are the serving image's (`inference.config.ServerConfig.from_env` reads them);
 `pipelines` may not import `inference` (docs/architecture.md), so a unit test holds the two together
